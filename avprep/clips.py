@@ -1,0 +1,97 @@
+"""Clips: aligned frames + mel for one segment of one input."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from avprep.audio import context, log_mel
+from avprep.config import BuildConfig
+from avprep.decode import AudioReader, frame_geometry, iter_frames
+from avprep.items import SourceItem
+from avprep.probe import MediaError, MediaInfo, probe
+
+
+@dataclass
+class Clip:
+    item: SourceItem
+    segment: int            # segment number within the input
+    first_frame: int        # global frame number n0 on the fps grid (frame i sits at (n0+i)/fps)
+    fps: float
+    frames: np.ndarray      # (T, H, W, 3) uint8 RGB
+    mel: np.ndarray         # (n_mels, T*k) float32 log-mel dB; mel[:, k*i:k*(i+1)] spans frame i
+    info: MediaInfo
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+
+def iter_clips(item: SourceItem, cfg: BuildConfig, info: MediaInfo | None = None) -> Iterator[Clip]:
+    """Decode `item` and yield its aligned clips, one per segment (streaming).
+
+    Raises MediaError with a reason code when the input cannot give any clip.
+    """
+    info = info or probe(item.path)
+    if info.video is None:
+        raise MediaError("no_video", "the file has no video stream")
+    if info.audio is None and cfg.audio.require_audio:
+        raise MediaError("no_audio", "the file has no audio stream")
+    geometry = frame_geometry(info, cfg.video.short_side, cfg.video.square)
+    fps = cfg.video.fps
+    seg_len = max(cfg.clip.min_frames, int(round(cfg.clip.max_seconds * fps)))
+    audio = AudioReader(item.path, cfg.audio.sample_rate, item.start, item.end, cfg.decode_threads) \
+        if info.audio is not None else None
+    made = decoded = 0
+    try:
+        frames: list[np.ndarray] = []
+        first = 0
+        for n, frame in iter_frames(item.path, info, fps, geometry, item.start, item.end, cfg.decode_threads):
+            if frames and n != first + len(frames):
+                raise MediaError("decode_error", f"frame numbers jump from {first + len(frames) - 1} to {n}")
+            if not frames:
+                first = n
+            frames.append(frame)
+            decoded += 1
+            if len(frames) == seg_len:
+                clip = _make_clip(item, made, first, frames, audio, info, cfg)
+                frames = []
+                if clip is None:
+                    break
+                made += 1
+                yield clip
+        if frames:
+            clip = _make_clip(item, made, first, frames, audio, info, cfg)
+            if clip is not None:
+                made += 1
+                yield clip
+    finally:
+        if audio is not None:
+            audio.close()
+    if made == 0:
+        if decoded == 0:
+            raise MediaError("no_frames", "ffmpeg decoded no video frames")
+        raise MediaError("too_short", f"{decoded} frames at {fps:g} fps (with audio) < min_frames "
+                                      f"{cfg.clip.min_frames}")
+
+
+def _make_clip(item: SourceItem, segment: int, first: int, frames: list[np.ndarray],
+               audio: AudioReader | None, info: MediaInfo, cfg: BuildConfig) -> Clip | None:
+    """Attach the mel span of `frames`; cut frames the audio does not cover. None if too short."""
+    k, hop = cfg.mel_per_frame(), cfg.audio.hop_length
+    per_frame = k * hop
+    count = len(frames)
+    if audio is not None:
+        end = audio.available_until((first + count) * per_frame)
+        count = min(count, max(0, end // per_frame - first))
+    if count < cfg.clip.min_frames:
+        return None
+    left, right = context(cfg.audio)
+    a = first * per_frame - left
+    b = (first + count) * per_frame + right
+    samples = audio.read(a, b) if audio is not None else np.zeros(b - a, np.float32)
+    mel = log_mel(samples, count * k, cfg.audio)
+    if audio is not None:
+        audio.discard_before(b - left - right)
+    return Clip(item, segment, first, cfg.video.fps, np.stack(frames[:count]), mel, info)

@@ -1,0 +1,123 @@
+"""The pipeline hook: lip or face crops of one clip, with landmarks and transforms."""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from avprep.clips import Clip
+from avprep.config import ConfigError, CropConfig
+from avprep.faces import align
+from avprep.faces.temporal import fill_gaps, smooth
+from avprep.faces.track import DETECTED, TRACKED, Track, TrackOptions, track_landmarks
+from avprep.probe import MediaError
+
+
+@dataclass
+class CropOutput:
+    frames: np.ndarray       # (T, S, S, 3) uint8 RGB (grey crops replicated to 3 channels)
+    members: dict[str, bytes]  # extra shard members: landmarks.npy, transform.npy
+    meta: dict               # JSON-able, stored under json["crop"]
+
+
+@dataclass(frozen=True)
+class FaceOptions:
+    """Settings beyond CropConfig; CropConfig fields of the same name override them."""
+    track: TrackOptions = field(default_factory=TrackOptions)
+    max_gap_s: float = 1.0            # longest stretch without landmarks that is interpolated
+    min_face_fraction: float = 0.5    # frames with detected/tracked landmarks, at least
+    landmark_sigma_s: float = 0.04    # smoothing of the stored landmarks (Gaussian sigma)
+    transform_sigma_s: float = 0.12   # smoothing of the points the crop is aligned on
+    lip_fraction: float = 1 / 3       # lip width / crop width (paper)
+    align: str = "similarity"         # "similarity" or "affine" (paper: affine, 3 points)
+
+
+def options_for(cfg: CropConfig, base: FaceOptions | None = None) -> FaceOptions:
+    """FaceOptions with CropConfig's values (detect_every and any field both share)."""
+    base = base or FaceOptions()
+    track = TrackOptions(**{**base.track.__dict__, "detect_every": cfg.detect_every})
+    shared = {k: getattr(cfg, k) for k in base.__dataclass_fields__ if k != "track" and hasattr(cfg, k)}
+    return FaceOptions(**{**base.__dict__, **shared, "track": track})
+
+
+def check_config(cfg: CropConfig) -> None:
+    if cfg.kind not in ("lips", "face"):
+        raise ConfigError(f"crop kind must be 'lips' or 'face' for the crop stage, got {cfg.kind!r}")
+    if cfg.size < 16:
+        raise ConfigError("crop size must be >= 16")
+    if cfg.detect_every < 1:
+        raise ConfigError("detect_every must be >= 1")
+    if cfg.face_margin < 0:
+        raise ConfigError("face_margin must be >= 0")
+
+
+def crop_clip(clip: Clip, cfg: CropConfig, hint: tuple[float, float] | None = None) -> CropOutput:
+    """Crops of `clip.frames`; raises MediaError('no_face') when no usable face is found.
+
+    `hint` is the speaker's face centre as fractions of width and height (AVSpeech x, y).
+    """
+    return crop_frames(clip.frames, clip.fps, cfg, hint)
+
+
+def crop_frames(frames: np.ndarray, fps: float, cfg: CropConfig,
+                hint: tuple[float, float] | None = None, opts: FaceOptions | None = None) -> CropOutput:
+    check_config(cfg)
+    if frames.ndim != 4 or frames.shape[0] == 0 or frames.shape[3] != 3:
+        raise ValueError(f"frames must be (T,H,W,3) with T >= 1, got {frames.shape}")
+    opts = options_for(cfg, opts)
+    return crops_from_track(frames, track_landmarks(frames, opts.track, hint), fps, cfg, opts, hint)
+
+
+def crops_from_track(frames: np.ndarray, track: Track, fps: float, cfg: CropConfig, opts: FaceOptions,
+                     hint: tuple[float, float] | None = None) -> CropOutput:
+    """Gap filling, smoothing, transforms and warping for landmarks already tracked."""
+    t_len = len(frames)
+    found = track.count(DETECTED) + track.count(TRACKED)
+    if found == 0 or found < opts.min_face_fraction * t_len:
+        raise MediaError("no_face", f"face landmarks on {found} of {t_len} frames "
+                         f"(need {opts.min_face_fraction:.0%})")
+    try:
+        filled, was_filled = fill_gaps(track.points, max_gap=int(round(opts.max_gap_s * fps)))
+    except ValueError as e:
+        raise MediaError("no_face", str(e)) from e
+    landmarks = smooth(filled, opts.landmark_sigma_s * fps)
+    transforms, geo = _transforms(cfg, opts, filled, landmarks, fps)
+    crops = _warp_all(frames, transforms, cfg.size, cfg.grey)
+    meta = {"kind": cfg.kind, "size": cfg.size, "grey": cfg.grey, "num_frames": t_len,
+            "detected": track.count(DETECTED), "tracked": track.count(TRACKED),
+            "interpolated": int(was_filled.sum()), "detector_runs": track.detector_runs,
+            "scale": round(float(np.median([align.scale_of(m) for m in transforms])), 5),
+            "hint": list(hint) if hint is not None else None, **geo}
+    members = {"landmarks.npy": _npy(landmarks.astype(np.float32)),
+               "transform.npy": _npy(transforms.astype(np.float32))}
+    return CropOutput(crops, members, meta)
+
+
+def _transforms(cfg: CropConfig, opts: FaceOptions, filled: np.ndarray, landmarks: np.ndarray,
+                fps: float) -> tuple[np.ndarray, dict]:
+    try:
+        if cfg.kind == "face":
+            return align.face_transforms(smooth(filled, opts.transform_sigma_s * fps), cfg.size, cfg.face_margin)
+        stable = smooth(filled, opts.transform_sigma_s * fps)
+        m, geo = align.lip_transforms(stable, landmarks, cfg.size, opts.lip_fraction, opts.align)
+        return m, {"align": opts.align, "lip_fraction": round(opts.lip_fraction, 5), **geo}
+    except (ValueError, np.linalg.LinAlgError) as e:
+        raise MediaError("no_face", f"landmarks unusable for a crop: {e}") from e
+
+
+def _warp_all(frames: np.ndarray, transforms: np.ndarray, size: int, grey: bool) -> np.ndarray:
+    out = np.empty((len(frames), size, size, 3), np.uint8)
+    for i, (frame, m) in enumerate(zip(frames, transforms)):
+        crop = align.warp(frame, m, size)
+        if grey:
+            crop = cv2.cvtColor(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+        out[i] = crop
+    return out
+
+
+def _npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()

@@ -1,0 +1,59 @@
+"""Filling landmark gaps and smoothing landmark tracks over time."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def gap_runs(valid: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) index ranges where `valid` is False."""
+    runs, start = [], None
+    for i, v in enumerate(valid):
+        if not v and start is None:
+            start = i
+        elif v and start is not None:
+            runs.append((start, i))
+            start = None
+    if start is not None:
+        runs.append((start, len(valid)))
+    return runs
+
+
+def fill_gaps(points: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Linearly interpolate missing frames (NaN) of a (T, ...) track.
+
+    Inner gaps are interpolated between their neighbours, gaps at either end copy the
+    nearest frame. Returns the filled track and the mask of filled frames. Raises
+    ValueError when no frame is valid or a gap is longer than `max_gap` frames.
+    """
+    t_len = points.shape[0]
+    flat = points.reshape(t_len, -1)
+    valid = ~np.isnan(flat).any(axis=1)
+    if not valid.any():
+        raise ValueError("no frame has landmarks")
+    longest = max((e - s for s, e in gap_runs(valid)), default=0)
+    if longest > max_gap:
+        raise ValueError(f"landmarks missing for {longest} consecutive frames (limit {max_gap})")
+    idx = np.flatnonzero(valid)
+    filled = np.empty_like(flat)
+    for j in range(flat.shape[1]):
+        filled[:, j] = np.interp(np.arange(t_len), idx, flat[idx, j])
+    return filled.reshape(points.shape), ~valid
+
+
+def smooth(track: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing along axis 0 (sigma in frames); ends padded by odd reflection,
+    so constant velocity passes through unchanged."""
+    if sigma <= 0 or track.shape[0] < 2:
+        return track.copy()
+    t_len = track.shape[0]
+    radius = min(int(np.ceil(3 * sigma)), t_len - 1)
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+    flat = track.reshape(t_len, -1)
+    head = 2 * flat[:1] - flat[radius:0:-1]
+    tail = 2 * flat[-1:] - flat[-2:-radius - 2:-1]
+    padded = np.concatenate([head, flat, tail])
+    out = np.empty_like(flat)
+    for j in range(flat.shape[1]):
+        out[:, j] = np.convolve(padded[:, j], kernel, mode="valid")
+    return out.reshape(track.shape)

@@ -1,0 +1,187 @@
+"""Landmark tracking: detect when needed, predict 68 points on every frame.
+
+The detector runs on a downscaled grey frame at the start, when the track is lost, and
+re-checks the face every `detect_every` frames inside a small region around it (or at
+once when a frame fails the quality check). On all other frames the shape predictor runs
+inside a box derived from the previous frame's landmarks, using the box/landmark
+relation measured at the last detection, so the predictor sees boxes like the detector's.
+One identity is kept: the chosen face is followed, re-detections must overlap it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from avprep.faces.detect import Detection, detect, patch_similarity, predict
+
+MISSING, DETECTED, TRACKED = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class TrackOptions:
+    detect_every: int = 10          # re-check the face with the detector every N frames
+    retry_every: int = 5            # while no face is tracked, search the frame every N frames
+    min_face_px: float = 40.0       # smallest face searched for, in pixels ...
+    min_face_frac: float = 0.08     # ... or this fraction of the short side, whichever is larger
+    min_similarity: float = 0.6     # patch correlation with the previous frame (catches cuts)
+    max_scale_change: float = 1.25  # landmark spread change between frames
+    max_shift: float = 0.5          # centroid move between frames, in landmark spreads
+    min_overlap: float = 0.3        # IoU a re-detection needs with the tracked box
+
+
+@dataclass
+class Track:
+    points: np.ndarray       # (T, 68, 2) float64, NaN where no landmarks
+    status: np.ndarray       # (T,) int8: MISSING, DETECTED or TRACKED
+    detector_runs: int
+
+    def count(self, status: int) -> int:
+        return int((self.status == status).sum())
+
+
+def spread(pts: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centroid and RMS radius of a landmark set."""
+    c = pts.mean(axis=0)
+    return c, float(np.sqrt(((pts - c) ** 2).sum(axis=1).mean()))
+
+
+# Box relation: box centre = c + r * (dx, dy), side = r * k; measured on GRID with dlib's
+# HOG boxes, replaced by the relation at each detection.
+DEFAULT_RELATION = np.array([0.03, -0.04, 2.9])
+
+
+def relation_of(box: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    c, r = spread(pts)
+    centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+    side = np.sqrt((box[2] - box[0]) * (box[3] - box[1]))
+    return np.array([*(centre - c) / r, side / r])
+
+
+def box_from(pts: np.ndarray, relation: np.ndarray) -> np.ndarray:
+    c, r = spread(pts)
+    centre = c + r * relation[:2]
+    half = r * relation[2] / 2
+    return np.array([centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half])
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))
+
+
+def choose(dets: list[Detection], shape: tuple[int, int], ref: np.ndarray | None) -> Detection | None:
+    """The face to follow: nearest `ref` (x, y pixels) if given, else large and central."""
+    if not dets:
+        return None
+    h, w = shape
+    if ref is not None:
+        return min(dets, key=lambda d: float(np.hypot(*(d.centre - ref))) / d.side)
+    diag = float(np.hypot(w, h))
+    centre = np.array([w / 2, h / 2])
+    return max(dets, key=lambda d: d.side / (1 + 2 * float(np.hypot(*(d.centre - centre))) / diag))
+
+
+def to_grey(frame: np.ndarray) -> np.ndarray:
+    return frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+
+
+class _Tracker:
+    def __init__(self, shape: tuple[int, int], opts: TrackOptions, hint_px: np.ndarray | None):
+        self.shape, self.opts, self.ref = shape, opts, hint_px
+        self.min_face = max(opts.min_face_px, opts.min_face_frac * min(shape))
+        self.prev = self.patch = None
+        self.relation = DEFAULT_RELATION.copy()
+        self.last_check = self.next_try = 0
+        self.detector_runs = 0
+
+    def step(self, t: int, grey: np.ndarray) -> tuple[np.ndarray | None, int]:
+        if self.prev is None:
+            return self._acquire(t, grey)
+        box = box_from(self.prev, self.relation)
+        pts, patch = self._predict(grey, box)
+        due = t - self.last_check >= self.opts.detect_every
+        if pts is not None and not due and self._plausible(pts, patch):
+            return self._keep(pts, patch, TRACKED)
+        det = self._verify(grey, box)
+        if det is None:
+            return self._lose(t)
+        self.last_check = t
+        return self._from_detection(grey, det)
+
+    def _acquire(self, t: int, grey: np.ndarray):
+        if t < self.next_try:
+            return None, MISSING
+        self.detector_runs += 1
+        det = choose(detect(grey, self.min_face), self.shape, self.ref)
+        if det is None:
+            self.next_try = t + self.opts.retry_every
+            return None, MISSING
+        self.last_check = t
+        return self._from_detection(grey, det)
+
+    def _verify(self, grey: np.ndarray, box: np.ndarray) -> Detection | None:
+        """Re-detect inside a region twice the tracked box; it must overlap the box."""
+        side = box[2] - box[0]
+        roi = box + np.array([-side, -side, side, side]) * 0.5
+        self.detector_runs += 1
+        dets = [d for d in detect(grey, 0.7 * side, roi=roi) if iou(d.box, box) >= self.opts.min_overlap]
+        return max(dets, key=lambda d: iou(d.box, box)) if dets else None
+
+    def _from_detection(self, grey: np.ndarray, det: Detection):
+        pts, patch = self._predict(grey, det.box)
+        if pts is None:
+            return None, MISSING
+        new = relation_of(det.box, pts)
+        self.relation = new if self.patch is None else 0.7 * self.relation + 0.3 * new
+        return self._keep(pts, patch, DETECTED)
+
+    def _predict(self, grey: np.ndarray, box: np.ndarray):
+        h, w = grey.shape
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        if not (0 <= cx < w and 0 <= cy < h):
+            return None, None
+        return predict(grey, box)
+
+    def _plausible(self, pts: np.ndarray, patch: np.ndarray) -> bool:
+        c0, r0 = spread(self.prev)
+        c1, r1 = spread(pts)
+        o = self.opts
+        return (1 / o.max_scale_change <= r1 / r0 <= o.max_scale_change
+                and float(np.hypot(*(c1 - c0))) <= o.max_shift * r0
+                and patch_similarity(patch, self.patch) >= o.min_similarity)
+
+    def _keep(self, pts: np.ndarray, patch: np.ndarray, status: int):
+        self.prev, self.patch = pts, patch
+        self.ref = spread(pts)[0]
+        return pts, status
+
+    def _lose(self, t: int):
+        self.prev = self.patch = None
+        self.next_try = t + 1
+        return None, MISSING
+
+
+def track_landmarks(frames: np.ndarray, opts: TrackOptions = TrackOptions(),
+                    hint: tuple[float, float] | None = None) -> Track:
+    """Landmarks of one face through `frames` ((T,H,W,3) RGB or (T,H,W) grey).
+
+    `hint` is the face centre as fractions of width and height (AVSpeech's x, y).
+    """
+    if opts.detect_every < 1 or opts.retry_every < 1:
+        raise ValueError("detect_every and retry_every must be >= 1")
+    t_len, h, w = frames.shape[:3]
+    hint_px = None if hint is None else np.array([hint[0] * w, hint[1] * h])
+    tracker = _Tracker((h, w), opts, hint_px)
+    points = np.full((t_len, 68, 2), np.nan)
+    status = np.zeros(t_len, np.int8)
+    for t in range(t_len):
+        pts, status[t] = tracker.step(t, to_grey(frames[t]))
+        if pts is not None:
+            points[t] = pts
+    return Track(points, status, tracker.detector_runs)

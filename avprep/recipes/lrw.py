@@ -1,0 +1,59 @@
+"""LRW (Lip Reading in the Wild): lipread_mp4/<WORD>/{train,val,test}/<WORD>_<5 digits>.mp4.
+
+Each clip has a .txt whose lines include `Duration: 0.53 seconds`, the spoken word's
+duration (the word is centred in the 1.16 s clip). Label = index of the word in sorted order.
+"""
+from __future__ import annotations
+
+import os
+import re
+
+from avprep.items import SourceItem
+
+SPLITS = ("train", "val", "test")
+_NAME = re.compile(r"^(?P<word>[A-Z0-9']+)_(?P<num>\d{5})\.(?:mp4|txt)$")
+_DURATION = re.compile(r"Duration:\s*([0-9]*\.?[0-9]+)\s*seconds?", re.IGNORECASE)
+
+
+def _data_dir(root: str) -> str:
+    inner = os.path.join(root, "lipread_mp4")
+    return inner if os.path.isdir(inner) else root
+
+
+def parse_duration(text: str) -> float | None:
+    """The word duration from an LRW .txt (None when the line is absent)."""
+    m = _DURATION.search(text)
+    return float(m.group(1)) if m else None
+
+
+def _read_duration(path: str) -> float | None:
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return parse_duration(f.read())
+
+
+def prepare_lrw(root: str) -> list[SourceItem]:
+    """One item per LRW clip (an .mp4, or a .txt whose .mp4 is missing)."""
+    data = _data_dir(root)
+    if not os.path.isdir(data):
+        raise FileNotFoundError(f"LRW root not found: {root}")
+    words = sorted(w for w in os.listdir(data)
+                   if any(os.path.isdir(os.path.join(data, w, s)) for s in SPLITS))
+    items = []
+    for index, word in enumerate(words):
+        for split in SPLITS:
+            folder = os.path.join(data, word, split)
+            if not os.path.isdir(folder):
+                continue
+            stems = sorted({n[:-4] for n in os.listdir(folder) if _NAME.match(n)})
+            items += [_item(folder, word, index, split, stem) for stem in stems]
+    return items
+
+
+def _item(folder: str, word: str, index: int, split: str, stem: str) -> SourceItem:
+    path = os.path.join(folder, stem + ".mp4")
+    duration = _read_duration(os.path.join(folder, stem + ".txt"))
+    return SourceItem(path=path, source="lrw", item_id=f"{word}/{split}/{stem}",
+                      labels={"label": word, "label_index": index}, split=split,
+                      extra={"word_duration": duration}, missing=not os.path.isfile(path))

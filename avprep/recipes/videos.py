@@ -1,0 +1,23 @@
+"""Any folder of videos: one item per file; the parent folder name is the label."""
+from __future__ import annotations
+
+import os
+
+from avprep.items import SourceItem
+from avprep.recipes.common import list_media
+
+
+def prepare_videos(root: str, source: str = "videos", label_from_folder: bool = True) -> list[SourceItem]:
+    paths = list_media(root)
+    labels = sorted({os.path.basename(os.path.dirname(p)) for p in paths if os.path.dirname(p) != root.rstrip("/")})
+    index = {name: i for i, name in enumerate(labels)}
+    items = []
+    for path in paths:
+        rel = os.path.relpath(path, root)
+        folder = os.path.dirname(rel)
+        lab = {}
+        if label_from_folder and folder:
+            name = os.path.basename(folder)
+            lab = {"label": name, "label_index": index[name]}
+        items.append(SourceItem(path=path, source=source, item_id=os.path.splitext(rel)[0], labels=lab))
+    return items

@@ -1,0 +1,302 @@
+"""WebDataset loader for avprep shards (docs/format.md, version 1).
+
+Only the three expected members are read (`json`, `mel.npy`, `frames.mjpeg`), and each is
+decoded by hand: `json.loads`, `np.load(..., allow_pickle=False)`, `cv2.imdecode`. Nothing
+from a shard is ever unpickled. Per sample a random window of `frames` frames is chosen
+(temporal jitter), only its JPEGs are decoded, and its exact mel columns are cut
+(`mel[:, k*s : k*(s+frames)]`). One random crop / flip / grey-scale applies to the whole clip.
+
+Training uses `wds.ResampledShards` with a fixed number of batches per worker per epoch,
+so ranks and workers never run out at different times (no DDP desync). Samples are
+shuffled in a buffer that spans shards. A sample that cannot be decoded is skipped and
+counted by reason; each batch carries its worker's running counts.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader
+
+from glcm.config import DataConfig
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MEMBERS = ("json", "mel.npy", "frames.mjpeg")
+# What malformed bytes raise inside json / numpy / OpenCV decoding.
+DECODE_ERRORS = (ValueError, KeyError, TypeError, IndexError, EOFError, OSError, cv2.error)
+
+
+class SkipSample(Exception):
+    """A sample that cannot be used; `reason` is a short tag for the counts."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    frames: int = 32
+    crop: int = 112
+    resize_short: int = 0
+    flip_prob: float = 0.5
+    grey_prob: float = 0.2
+    jitter: bool = True
+    mel_per_frame: int = 10
+    n_mels: int = 80
+
+    @classmethod
+    def from_config(cls, cfg: DataConfig, mel_per_frame: int, n_mels: int) -> "ClipSpec":
+        return cls(cfg.frames, cfg.crop, cfg.resize_short, cfg.flip_prob, cfg.grey_prob,
+                   cfg.jitter, mel_per_frame, n_mels)
+
+
+def is_member(fname: str) -> bool:
+    """Tar members worth reading: `<key>.<member>` for the expected members only."""
+    return any(fname.endswith("." + m) for m in MEMBERS)
+
+
+# ---- decoding one sample --------------------------------------------------------------
+
+def parse_meta(raw: bytes) -> dict:
+    meta = json.loads(raw.decode("utf-8"))
+    if not isinstance(meta, dict):
+        raise SkipSample("bad_json", "metadata is not an object")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise SkipSample("format_version", f"unsupported format_version {meta.get('format_version')!r}")
+    return meta
+
+
+def load_mel(raw: bytes, n_mels: int, columns: int) -> np.ndarray:
+    mel = np.load(io.BytesIO(raw), allow_pickle=False)
+    if mel.ndim != 2 or mel.shape != (n_mels, columns):
+        raise SkipSample("mel_shape", f"mel {mel.shape}, expected {(n_mels, columns)}")
+    return mel
+
+
+def choose_start(num_frames: int, length: int, jitter: bool, rng: np.random.Generator) -> int:
+    if num_frames < length:
+        raise SkipSample("too_short", f"{num_frames} frames < {length}")
+    return int(rng.integers(0, num_frames - length + 1)) if jitter else 0
+
+
+def crop_box(h: int, w: int, spec: ClipSpec, rng: np.random.Generator | None) -> tuple[float, int, int]:
+    """(scale, y, x): resize factor for the frames, then the crop's top-left corner
+    (random, or centred when `rng` is None)."""
+    short = spec.resize_short or min(h, w)
+    short = max(short, spec.crop)                      # never crop beyond the frame
+    scale = short / min(h, w)
+    sh, sw = round(h * scale), round(w * scale)
+    if rng is None:
+        return scale, (sh - spec.crop) // 2, (sw - spec.crop) // 2
+    return scale, int(rng.integers(0, sh - spec.crop + 1)), int(rng.integers(0, sw - spec.crop + 1))
+
+
+def decode_window(data: bytes, offsets: list[int], start: int, spec: ClipSpec,
+                  rng: np.random.Generator | None) -> tuple[np.ndarray, tuple[float, int, int]]:
+    """Decode frames [start, start+spec.frames) and crop them: uint8 (T, crop, crop, 3) BGR,
+    and the (scale, y, x) crop box (centred when `rng` is None)."""
+    c = spec.crop
+    out = np.empty((spec.frames, c, c, 3), dtype=np.uint8)
+    view = memoryview(data)
+    box = None
+    for i in range(spec.frames):
+        a, b = offsets[start + i], offsets[start + i + 1]
+        img = cv2.imdecode(np.frombuffer(view[a:b], dtype=np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            raise SkipSample("bad_jpeg", f"frame {start + i}")
+        if box is None:
+            shape, box = img.shape, crop_box(img.shape[0], img.shape[1], spec, rng)
+        elif img.shape != shape:
+            raise SkipSample("frame_size", f"frame {start + i} is {img.shape}, frame 0 {shape}")
+        scale, y, x = box
+        if scale != 1.0:
+            img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
+                             interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        out[i] = img[y:y + c, x:x + c]
+    return out, box
+
+
+def colour_augment(bgr: np.ndarray, spec: ClipSpec, rng: np.random.Generator) -> np.ndarray:
+    """BGR -> RGB, with a random horizontal flip and grey-scale for the whole clip."""
+    flip = rng.random() < spec.flip_prob
+    grey = rng.random() < spec.grey_prob
+    rgb = bgr[:, :, ::-1, ::-1] if flip else bgr[..., ::-1]
+    if grey:
+        y = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return np.repeat(np.clip(y + 0.5, 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+    return np.ascontiguousarray(rgb)
+
+
+def check_offsets(offsets, num_frames: int, size: int) -> list[int]:
+    if not isinstance(offsets, list) or len(offsets) != num_frames + 1:
+        raise SkipSample("bad_offsets", "frame_offsets must hold num_frames + 1 integers")
+    if offsets[0] != 0 or offsets[-1] != size or any(b <= a for a, b in zip(offsets, offsets[1:])):
+        raise SkipSample("bad_offsets", "frame_offsets not increasing from 0 to the stream size")
+    return offsets
+
+
+def decode_sample(sample: dict, spec: ClipSpec, rng: np.random.Generator) -> dict:
+    """One raw tar sample -> {"frames": uint8 (T,c,c,3) RGB, "mel": float32 (n_mels, T*k), ...}."""
+    missing = [m for m in MEMBERS if m not in sample]
+    if missing:
+        raise SkipSample("missing_member", ",".join(missing))
+    try:
+        meta = parse_meta(sample["json"])
+        k = int(meta["mel_per_frame"])
+        if k != spec.mel_per_frame:
+            raise SkipSample("mel_per_frame", f"shard has {k}, model expects {spec.mel_per_frame}")
+        t = int(meta["num_frames"])
+        offsets = check_offsets(meta["frame_offsets"], t, len(sample["frames.mjpeg"]))
+        mel = load_mel(sample["mel.npy"], spec.n_mels, t * k)
+        start = choose_start(t, spec.frames, spec.jitter, rng)
+        frames, _ = decode_window(sample["frames.mjpeg"], offsets, start, spec, rng)
+    except DECODE_ERRORS as exc:
+        raise SkipSample("decode_error", f"{type(exc).__name__}: {exc}") from exc
+    window = mel[:, k * start: k * (start + spec.frames)].astype(np.float32)
+    return {"frames": colour_augment(frames, spec, rng), "mel": window,
+            "key": sample.get("__key__", ""), "start": start}
+
+
+# ---- pipeline stages --------------------------------------------------------------------
+
+class SkipCounter:
+    """Counts skipped samples and unreadable shards in one worker process."""
+
+    def __init__(self):
+        self.counts: Counter[str] = Counter()
+
+    def skip(self, reason: str, where: str, detail: str) -> None:
+        self.counts[reason] += 1
+        if self.counts[reason] <= 5:
+            log.warning("skipped %s (%s): %s", where, reason, detail)
+
+    def tar_error(self, exc: Exception) -> bool:
+        """webdataset handler for shard-level errors: count, warn, go on."""
+        self.skip("shard_error", str(exc.args[-1]) if exc.args else "?", f"{type(exc).__name__}: {exc}")
+        return True
+
+
+def worker_rng(seed: int, epoch: int) -> np.random.Generator:
+    """A generator distinct per seed, rank, DataLoader worker and epoch."""
+    rank, _, worker, _ = wds.utils.pytorch_worker_info()
+    return np.random.default_rng([seed, rank, worker, epoch])
+
+
+class ShuffleStage:
+    """Buffer shuffle across shards, seeded per rank, worker and epoch."""
+
+    def __init__(self, bufsize: int, initial: int, seed: int):
+        self.bufsize, self.initial, self.seed, self.epoch = bufsize, min(initial, bufsize), seed, -1
+
+    def __call__(self, src):
+        self.epoch += 1
+        rng = worker_rng(self.seed + 7919, self.epoch)
+        buf, it = [], iter(src)
+        for item in it:
+            buf.append(item)
+            if len(buf) < self.bufsize:          # read two per yield: the buffer grows
+                nxt = next(it, None)
+                if nxt is not None:
+                    buf.append(nxt)
+            if len(buf) < self.initial:
+                continue
+            j = int(rng.integers(len(buf)))
+            buf[j], buf[-1] = buf[-1], buf[j]
+            yield buf.pop()
+        rng.shuffle(buf)
+        yield from buf
+
+
+class DecodeStage:
+    """Pipeline stage: raw samples -> decoded, augmented clips; skips are counted."""
+
+    def __init__(self, spec: ClipSpec, counter: SkipCounter, seed: int):
+        self.spec, self.counter, self.seed, self.epoch = spec, counter, seed, -1
+
+    def __call__(self, src):
+        self.epoch += 1
+        cv2.setNumThreads(1)
+        rng = worker_rng(self.seed, self.epoch)
+        for sample in src:
+            try:
+                yield decode_sample(sample, self.spec, rng)
+            except SkipSample as exc:
+                self.counter.skip(exc.reason, sample.get("__key__", "?"), str(exc))
+
+
+class BatchStage:
+    """Pipeline stage: clips -> batches of tensors; each carries this worker's skip counts."""
+
+    def __init__(self, batch_size: int, counter: SkipCounter):
+        self.batch_size, self.counter = batch_size, counter
+
+    def __call__(self, src):
+        _, _, worker, _ = wds.utils.pytorch_worker_info()
+        buf = []
+        for clip in src:
+            buf.append(clip)
+            if len(buf) == self.batch_size:
+                yield collate(buf, worker, dict(self.counter.counts))
+                buf = []
+
+
+def collate(clips: list[dict], worker: int, skipped: dict[str, int]) -> dict:
+    return {"frames": torch.from_numpy(np.stack([c["frames"] for c in clips])),
+            "mel": torch.from_numpy(np.stack([c["mel"] for c in clips])),
+            "start": torch.tensor([c["start"] for c in clips]),
+            "key": [c["key"] for c in clips], "worker": worker, "skipped": skipped}
+
+
+def make_dataset(urls: str | list[str], cfg: DataConfig, batch_size: int, spec: ClipSpec,
+                 epoch_batches: int | None = None, seed_offset: int = 0) -> wds.DataPipeline:
+    """The batch pipeline. `urls`: brace pattern(s), local paths or pipe:/http(s) URLs.
+
+    With `cfg.resample` shards are drawn with replacement (per rank/worker/epoch seeds)
+    and each worker yields exactly `epoch_batches` batches per epoch (required then).
+    Without it every shard is read once, split by rank and then by worker.
+    """
+    counter = SkipCounter()
+    seed = cfg.seed + seed_offset
+    if cfg.resample:
+        if not epoch_batches:
+            raise ValueError("resampled shards need epoch_batches (batches per worker per epoch)")
+        source = [wds.ResampledShards(urls, seed=seed, deterministic=True)]
+    else:
+        source = [wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker]
+    stages = source + [
+        wds.tarfile_to_samples(handler=counter.tar_error, select_files=is_member),
+        ShuffleStage(cfg.shuffle_buffer, cfg.initial_buffer, seed),
+        DecodeStage(spec, counter, seed),
+        BatchStage(batch_size, counter),
+    ]
+    pipeline = wds.DataPipeline(*stages)
+    return pipeline.with_epoch(epoch_batches) if cfg.resample else pipeline
+
+
+def make_loader(urls: str | list[str], cfg: DataConfig, batch_size: int, spec: ClipSpec,
+                epoch_batches: int | None = None, seed_offset: int = 0, pin_memory: bool = False) -> DataLoader:
+    """DataLoader over `make_dataset`; `epoch_batches` is per rank (split over the workers)."""
+    workers = max(cfg.workers, 0)
+    per_worker = math.ceil(epoch_batches / max(workers, 1)) if epoch_batches else None
+    ds = make_dataset(urls, cfg, batch_size, spec, per_worker, seed_offset)
+    return DataLoader(ds, batch_size=None, num_workers=workers, pin_memory=pin_memory,
+                      persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+
+
+def total_skipped(latest: dict[int, dict[str, int]]) -> dict[str, int]:
+    """Sum the latest running counts reported by each worker."""
+    total: Counter[str] = Counter()
+    for counts in latest.values():
+        total.update(counts)
+    return dict(total)

@@ -1,0 +1,36 @@
+"""Loss curves of a run (log.jsonl) as a PNG, with the non-interactive Agg backend."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+CURVES = ("loss", "loss_global", "loss_local")
+
+
+def read_log(path: str | Path) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_curves(log_path: str | Path, png_path: str | Path, title: str = "GLCM training") -> None:
+    records = read_log(log_path)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in CURVES:
+        pts = [(r["step"], r[key]) for r in records if key in r]
+        if pts:
+            ax.plot(*zip(*pts), label=key)
+    ax.set_xlabel("step")
+    ax.set_ylabel("MIL-NCE loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = Path(png_path).with_name(f".{Path(png_path).name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(png_path)

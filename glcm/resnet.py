@@ -1,0 +1,99 @@
+"""Hand-written ResNet-18 backbones: 3-D (video) and 1-D (mel as an 80-channel signal).
+
+Neither ever strides in time, so a 32-frame clip keeps 32 time steps. The 3-D net's
+spatial stride is `output_stride` (8, 16 or 32): stem /2, max-pool /2, stage 2 /2, and
+stages 3 and 4 stride 2 only when the output stride asks for it.
+"""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class BasicBlock3d(nn.Module):
+    def __init__(self, cin: int, cout: int, spatial_stride: int):
+        super().__init__()
+        stride = (1, spatial_stride, spatial_stride)
+        self.conv1 = nn.Conv3d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm3d(cout)
+        self.conv2 = nn.Conv3d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm3d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = None
+        if spatial_stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv3d(cin, cout, 1, stride, bias=False), nn.BatchNorm3d(cout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        skip = x if self.shortcut is None else self.shortcut(x)
+        return self.relu(out + skip)
+
+
+class BasicBlock1d(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv1d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm1d(cout)
+        self.conv2 = nn.Conv1d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm1d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = None
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv1d(cin, cout, 1, stride, bias=False), nn.BatchNorm1d(cout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        skip = x if self.shortcut is None else self.shortcut(x)
+        return self.relu(out + skip)
+
+
+def stage_strides(output_stride: int) -> list[int]:
+    """Spatial strides of stages 1-4 for a given total output stride (stem+pool give 4)."""
+    table = {8: [1, 2, 1, 1], 16: [1, 2, 2, 1], 32: [1, 2, 2, 2]}
+    if output_stride not in table:
+        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+    return table[output_stride]
+
+
+class ResNet3d(nn.Module):
+    """R3D-18 style video backbone: (B,3,T,H,W) -> (B, 8*width, T, H/os, W/os)."""
+
+    def __init__(self, width: int = 64, blocks: tuple[int, ...] = (2, 2, 2, 2),
+                 stem_kt: int = 3, output_stride: int = 16):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv3d(3, width, (stem_kt, 7, 7), (1, 2, 2), (stem_kt // 2, 3, 3), bias=False),
+            nn.BatchNorm3d(width), nn.ReLU(inplace=True),
+            nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)))
+        layers, cin = [], width
+        for i, (n, s) in enumerate(zip(blocks, stage_strides(output_stride))):
+            cout = width * 2 ** i
+            layers += [BasicBlock3d(cin if j == 0 else cout, cout, s if j == 0 else 1) for j in range(n)]
+            cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.out_channels = cin
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(self.stem(x))
+
+
+class ResNet1d(nn.Module):
+    """1-D ResNet-18 over the mel bands as channels: (B,n_mels,L) -> (B, 8*width, L/prod(strides))."""
+
+    def __init__(self, n_mels: int = 80, width: int = 64, blocks: tuple[int, ...] = (2, 2, 2, 2),
+                 strides: tuple[int, ...] = (1, 2, 1, 1)):
+        super().__init__()
+        self.input_bn = nn.BatchNorm1d(n_mels)   # log-mel dB values are far from unit scale
+        self.stem = nn.Sequential(nn.Conv1d(n_mels, width, 7, 1, 3, bias=False),
+                                  nn.BatchNorm1d(width), nn.ReLU(inplace=True))
+        layers, cin = [], width
+        for i, (n, s) in enumerate(zip(blocks, strides)):
+            cout = width * 2 ** i
+            layers += [BasicBlock1d(cin if j == 0 else cout, cout, s if j == 0 else 1) for j in range(n)]
+            cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.out_channels = cin
+
+    def forward(self, mel: Tensor) -> Tensor:
+        return self.layers(self.stem(self.input_bn(mel)))
