@@ -10,7 +10,7 @@ import typer
 
 from avprep.config import AudioConfig, BuildConfig, ClipConfig, ConfigError, CropConfig, VideoConfig
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn raw video corpora into training-ready audio-visual WebDataset shards.")
 
 

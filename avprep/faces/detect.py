@@ -16,7 +16,7 @@ import numpy as np
 from avprep.faces.models import face_detector, shape_predictor
 
 HOG_WINDOW = 80      # dlib's HOG detector finds faces of about 80 px and larger
-PRED_SIDE = 160.0    # box side the shape predictor works at
+PRED_SIDE = 300.0
 
 
 @dataclass(frozen=True)

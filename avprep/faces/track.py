@@ -95,7 +95,7 @@ class _Tracker:
     def __init__(self, shape: tuple[int, int], opts: TrackOptions, hint_px: np.ndarray | None):
         self.shape, self.opts, self.ref = shape, opts, hint_px
         self.min_face = max(opts.min_face_px, opts.min_face_frac * min(shape))
-        self.prev = self.patch = None
+        self.prev = self.patch = self.box = None
         self.relation = DEFAULT_RELATION.copy()
         self.last_check = self.next_try = 0
         self.detector_runs = 0
@@ -104,14 +104,19 @@ class _Tracker:
         if self.prev is None:
             return self._acquire(t, grey)
         box = box_from(self.prev, self.relation)
+        if self.box is not None:  # damp feedback of landmark noise into the next box
+            box = 0.5 * box + 0.5 * self.box
+        self.box = box
         pts, patch = self._predict(grey, box)
-        due = t - self.last_check >= self.opts.detect_every
-        if pts is not None and not due and self._plausible(pts, patch):
+        good = pts is not None and self._plausible(pts, patch)
+        if good and t - self.last_check < self.opts.detect_every:
             return self._keep(pts, patch, TRACKED)
         det = self._verify(grey, box)
         if det is None:
             return self._lose(t)
         self.last_check = t
+        if good:  # confirmed: keep the tracked points (no jump to the detector's box)
+            return self._keep(pts, patch, DETECTED)
         return self._from_detection(grey, det)
 
     def _acquire(self, t: int, grey: np.ndarray):
@@ -137,8 +142,8 @@ class _Tracker:
         pts, patch = self._predict(grey, det.box)
         if pts is None:
             return None, MISSING
-        new = relation_of(det.box, pts)
-        self.relation = new if self.patch is None else 0.7 * self.relation + 0.3 * new
+        if self.patch is None:  # the relation is measured when a face is (re)acquired
+            self.relation = relation_of(det.box, pts)
         return self._keep(pts, patch, DETECTED)
 
     def _predict(self, grey: np.ndarray, box: np.ndarray):
@@ -162,7 +167,7 @@ class _Tracker:
         return pts, status
 
     def _lose(self, t: int):
-        self.prev = self.patch = None
+        self.prev = self.patch = self.box = None
         self.next_try = t + 1
         return None, MISSING
 

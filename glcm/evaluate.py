@@ -1,0 +1,104 @@
+"""Evaluation on an annotated corpus (avprep.testing.avcorr or alike).
+
+* Sound-source localisation: the attention map (softmax over the global grid) is
+  bilinearly upsampled to the crop, min-max normalised and thresholded at `threshold`;
+  cIoU here = IoU of that mask with the sounding object's box (one annotator, so the
+  consensus weighting of Senocak et al. reduces to a plain IoU). Also the pointing game:
+  is the map's maximum inside the box.
+* Audio-visual synchrony (local path): for each clip, the local score
+  mean_t logsumexp_m (v_t . a_{t,m}) / tau with the aligned audio is compared with the
+  same clip's audio shifted by `shift` frames; accuracy = share of clips where the
+  aligned audio scores higher (chance 0.5).
+Windows start at frame 0 with a centred crop and no flip / grey-scale.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import webdataset as wds
+
+from glcm.data import ClipSpec, decode_window, is_member, load_mel, parse_meta
+from glcm.model import GLCM
+
+
+@dataclass
+class EvalClip:
+    key: str
+    frames: np.ndarray       # (T, c, c, 3) uint8 RGB
+    mel: np.ndarray          # (n_mels, T*k) aligned with the frames
+    mel_shifted: np.ndarray  # the same length, `shift` frames later
+    box: np.ndarray          # sounding object's [x0, y0, x1, y1] in crop pixels (middle frame)
+
+
+def box_in_crop(record: dict, meta: dict, frame: int, crop: tuple[float, int, int], size: int) -> np.ndarray:
+    """The annotated box of `frame`, mapped from the source video into crop pixels."""
+    scale, y, x = crop
+    sx = meta["width"] / record["width"] * scale
+    sy = meta["height"] / record["height"] * scale
+    x0, y0, x1, y1 = record["boxes"][frame]
+    box = np.array([x0 * sx - x, y0 * sy - y, x1 * sx - x, y1 * sy - y])
+    return np.clip(box, 0, size)
+
+
+def load_eval_clips(shards: str | list[str], annotations: dict[str, dict], frames: int = 32,
+                    crop: int = 64, shift: int = 8, mel_per_frame: int = 10, n_mels: int = 80) -> list[EvalClip]:
+    """Decode every annotated sample once (first window, centred crop)."""
+    spec = ClipSpec(frames=frames, crop=crop, flip_prob=0.0, grey_prob=0.0, jitter=False,
+                    mel_per_frame=mel_per_frame, n_mels=n_mels)
+    source = wds.DataPipeline(wds.SimpleShardList(shards), wds.tarfile_to_samples(select_files=is_member))
+    clips = []
+    for sample in source:
+        meta = parse_meta(sample["json"])
+        record = annotations.get(meta["source_path"])
+        t, k = meta["num_frames"], meta["mel_per_frame"]
+        if record is None or t < frames + shift:
+            continue
+        mel = load_mel(sample["mel.npy"], n_mels, t * k).astype(np.float32)
+        bgr, box = decode_window(sample["frames.mjpeg"], meta["frame_offsets"], 0, spec, None)
+        clips.append(EvalClip(sample["__key__"], np.ascontiguousarray(bgr[..., ::-1]), mel[:, :frames * k],
+                              mel[:, shift * k:(shift + frames) * k],
+                              box_in_crop(record, meta, meta["first_frame"] + frames // 2, box, crop)))
+    return clips
+
+
+def localisation_scores(attention: torch.Tensor, box: np.ndarray, size: int, threshold: float = 0.5) -> tuple[float, bool]:
+    """(IoU of the thresholded upsampled map with the box, pointing-game hit)."""
+    up = F.interpolate(attention[None, None].float(), size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+    up = (up - up.min()) / (up.max() - up.min()).clamp_min(1e-12)
+    pred = (up >= threshold).numpy()
+    gt = np.zeros((size, size), dtype=bool)
+    x0, y0, x1, y1 = np.round(box).astype(int)
+    gt[y0:y1, x0:x1] = True
+    iou = (pred & gt).sum() / max((pred | gt).sum(), 1)
+    yy, xx = np.unravel_index(int(up.argmax()), up.shape)
+    return float(iou), bool(gt[yy, xx])
+
+
+def sync_score(model: GLCM, frames: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+    """Per clip: mean over steps of logsumexp over the window's audio steps of v.a / tau."""
+    out = model(frames, mel)
+    scores = torch.einsum("btd,btmd->btm", out.visual_local, out.audio_local) / model.cfg.temperature
+    return torch.logsumexp(scores, dim=2).mean(dim=1)
+
+
+@torch.no_grad()
+def evaluate(model: GLCM, clips: list[EvalClip], batch_size: int = 16, threshold: float = 0.5) -> dict:
+    model.eval()
+    ious, hits, sync = [], [], []
+    for i in range(0, len(clips), batch_size):
+        chunk = clips[i:i + batch_size]
+        frames = torch.from_numpy(np.stack([c.frames for c in chunk]))
+        mel = torch.from_numpy(np.stack([c.mel for c in chunk]))
+        shifted = torch.from_numpy(np.stack([c.mel_shifted for c in chunk]))
+        attention = model.attention_map(frames, mel)
+        for att, clip in zip(attention, chunk):
+            iou, hit = localisation_scores(att, clip.box, frames.shape[2], threshold)
+            ious.append(iou)
+            hits.append(hit)
+        sync += (sync_score(model, frames, mel) > sync_score(model, frames, shifted)).tolist()
+    return {"clips": len(clips), "ciou_mean": float(np.mean(ious)),
+            "ciou_at_0.5": float(np.mean(np.array(ious) >= 0.5)), "pointing": float(np.mean(hits)),
+            "sync_accuracy": float(np.mean(sync)), "ious": ious}
