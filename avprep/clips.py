@@ -43,7 +43,7 @@ def iter_clips(item: SourceItem, cfg: BuildConfig, info: MediaInfo | None = None
     seg_len = max(cfg.clip.min_frames, int(round(cfg.clip.max_seconds * fps)))
     audio = AudioReader(item.path, cfg.audio.sample_rate, item.start, item.end, cfg.decode_threads) \
         if info.audio is not None else None
-    made = decoded = 0
+    made = decoded = usable = 0
     try:
         frames: list[np.ndarray] = []
         first = 0
@@ -55,14 +55,16 @@ def iter_clips(item: SourceItem, cfg: BuildConfig, info: MediaInfo | None = None
             frames.append(frame)
             decoded += 1
             if len(frames) == seg_len:
-                clip = _make_clip(item, made, first, frames, audio, info, cfg)
+                clip, count = _make_clip(item, made, first, frames, audio, info, cfg)
+                usable += count
                 frames = []
                 if clip is None:
                     break
                 made += 1
                 yield clip
         if frames:
-            clip = _make_clip(item, made, first, frames, audio, info, cfg)
+            clip, count = _make_clip(item, made, first, frames, audio, info, cfg)
+            usable += count
             if clip is not None:
                 made += 1
                 yield clip
@@ -72,13 +74,16 @@ def iter_clips(item: SourceItem, cfg: BuildConfig, info: MediaInfo | None = None
     if made == 0:
         if decoded == 0:
             raise MediaError("no_frames", "ffmpeg decoded no video frames")
-        raise MediaError("too_short", f"{decoded} frames at {fps:g} fps (with audio) < min_frames "
+        covered = f" ({decoded} decoded, the audio covers {usable})" if usable < decoded else ""
+        raise MediaError("too_short", f"{usable} frames at {fps:g} fps{covered} < min_frames "
                                       f"{cfg.clip.min_frames}")
 
 
 def _make_clip(item: SourceItem, segment: int, first: int, frames: list[np.ndarray],
-               audio: AudioReader | None, info: MediaInfo, cfg: BuildConfig) -> Clip | None:
-    """Attach the mel span of `frames`; cut frames the audio does not cover. None if too short."""
+               audio: AudioReader | None, info: MediaInfo, cfg: BuildConfig) -> tuple[Clip | None, int]:
+    """Attach the mel span of `frames`; cut frames the audio does not cover.
+
+    Returns (clip, usable frame count); the clip is None when too short."""
     k, hop = cfg.mel_per_frame(), cfg.audio.hop_length
     per_frame = k * hop
     count = len(frames)
@@ -86,7 +91,7 @@ def _make_clip(item: SourceItem, segment: int, first: int, frames: list[np.ndarr
         end = audio.available_until((first + count) * per_frame)
         count = min(count, max(0, end // per_frame - first))
     if count < cfg.clip.min_frames:
-        return None
+        return None, count
     left, right = context(cfg.audio)
     a = first * per_frame - left
     b = (first + count) * per_frame + right
@@ -94,4 +99,4 @@ def _make_clip(item: SourceItem, segment: int, first: int, frames: list[np.ndarr
     mel = log_mel(samples, count * k, cfg.audio)
     if audio is not None:
         audio.discard_before(b - left - right)
-    return Clip(item, segment, first, cfg.video.fps, np.stack(frames[:count]), mel, info)
+    return Clip(item, segment, first, cfg.video.fps, np.stack(frames[:count]), mel, info), count

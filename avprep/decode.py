@@ -2,8 +2,9 @@
 
 Both come from ffmpeg (driven through ffmpeg-python, run with argument lists). ffmpeg
 shifts every stream by the file's start time, so video and audio share its clock:
-- video passes the `fps` filter, whose output frame n sits at n/fps; `showinfo` after it
-  reports each frame's pts, which gives the global frame number of every frame read;
+- video passes the `fps` filter (round=up), whose output frame n is the source frame on
+  screen at time n/fps; `showinfo` after it reports each frame's pts, which gives the
+  global frame number of every frame read;
 - audio is resampled to 16 kHz mono and padded with silence up to time 0
   (`aresample=first_pts=0`), so sample s sits at s/sample_rate.
 """
@@ -115,7 +116,8 @@ def iter_frames(path: str, info: MediaInfo, fps: float, geometry: FrameGeometry,
                 cut_start: float | None = None, cut_end: float | None = None,
                 threads: int = 1) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (global frame number, HxWx3 uint8 RGB frame), streaming, one frame in memory."""
-    stream = _input(path, cut_start, cut_end, threads).video.filter("fps", fps=fps)
+    # round=up: output frame n is the source frame on screen at time n/fps (latest pts <= n/fps)
+    stream = _input(path, cut_start, cut_end, threads).video.filter("fps", fps=fps, round="up")
     for name, kwargs in geometry.filters:
         stream = stream.filter(name, **kwargs)
     stream = stream.filter("showinfo")

@@ -23,6 +23,14 @@ class Recipe(str, Enum):
     dfdc = "dfdc"
 
 
+class CropKind(str, Enum):
+    none = "none"
+    lips = "lips"
+    face = "face"
+
+
+DEFAULT_CROP = {Recipe.lrs2: CropKind.lips, Recipe.dfdc: CropKind.face}
+
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder for shards, stats and tables. "
                                    "Rerunning the same command there resumes a killed build.")]
 Workers = Annotated[Optional[int], typer.Option(help="Local worker processes (default: all cores).")]
@@ -60,15 +68,17 @@ def build(
     only_present: Annotated[bool, typer.Option(help="k-av: draw only rows whose file exists "
                                                "(else missing rows are drawn and recorded as `missing`).")] = False,
     csv: Annotated[Optional[list[Path]], typer.Option(help="Annotation CSV(s) (default: the *.csv in ROOT).")] = None,
-    fps: Annotated[float, typer.Option(help="Target frame rate.")] = 10.0,
+    fps: Annotated[Optional[float], typer.Option(help="Target frame rate (default: 25 for lrs2, else 10).")] = None,
     short_side: Annotated[int, typer.Option(help="Resize frames so the short side is this (0: keep).")] = 128,
     square: Annotated[bool, typer.Option(help="Centre-crop frames to short_side x short_side.")] = False,
     max_seconds: Annotated[float, typer.Option(help="Split longer inputs into segments of this length.")] = 10.0,
     min_frames: Annotated[int, typer.Option(help="Drop segments with fewer frames.")] = 32,
     jpeg_quality: Annotated[int, typer.Option(help="Quality of the stored JPEG frames.")] = 90,
     hop: Annotated[int, typer.Option(help="Mel hop in samples at 16 kHz (k = 16000/(hop*fps) must be whole).")] = 160,
-    face_crop: Annotated[bool, typer.Option(help="Store face crops instead of whole frames "
-                                            "(dfdc: always; avspeech: guided by its x,y).")] = False,
+    crop: Annotated[Optional[CropKind], typer.Option(help="Store lip or face crops instead of whole frames "
+                                                     "(default: lips for lrs2, face for dfdc, else none; "
+                                                     "avspeech face crops follow its x,y).")] = None,
+    crop_size: Annotated[int, typer.Option(help="Crop side in pixels.")] = 0,
     videos_per_shard: Annotated[int, typer.Option(help="Inputs per shard.")] = 64,
     prefix: Annotated[Optional[str], typer.Option(help="Shard name prefix (default: the recipe name).")] = None,
     workers: Workers = None,
@@ -76,11 +86,13 @@ def build(
 ) -> None:
     """Build shards from a corpus, e.g. `avprep build k-av --kinetics K/ --avspeech A/ --out kav/`."""
     from avprep import recipes
-    crop = CropConfig(kind="face", size=128) if (face_crop or recipe == Recipe.dfdc) else CropConfig()
-    if crop.kind != "none" and short_side == 128:
+    kind = (crop or DEFAULT_CROP.get(recipe, CropKind.none)).value
+    crop_cfg = CropConfig(kind=kind, size=crop_size or (128 if kind == "face" else 112))
+    if kind != "none" and short_side == 128:
         short_side = 0   # crops are cut from full-resolution frames
+    fps = fps or (25.0 if recipe == Recipe.lrs2 else 10.0)
     cfg = BuildConfig(video=VideoConfig(fps=fps, short_side=short_side, square=square, jpeg_quality=jpeg_quality),
-                      audio=AudioConfig(hop_length=hop), clip=ClipConfig(max_seconds, min_frames), crop=crop,
+                      audio=AudioConfig(hop_length=hop), clip=ClipConfig(max_seconds, min_frames), crop=crop_cfg,
                       videos_per_shard=videos_per_shard, shard_prefix=prefix or recipe.value)
     csvs = [str(c) for c in csv] if csv else None
     try:

@@ -82,6 +82,7 @@ class TrainConfig:
     plot_every: int = 200
     seed: int = 0
     device: str = "auto"            # auto, cpu, cuda
+    threads: int = 0                # torch CPU threads in the training process (0: torch default)
 
 
 @dataclass

@@ -66,6 +66,8 @@ class Trainer:
 
     def __init__(self, cfg: GLCMConfig, device: torch.device):
         self.cfg, self.device = cfg, device
+        if cfg.train.threads > 0:
+            torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.train.seed)
         self.model = GLCM(cfg.model).to(device)
         self.channels_last = cfg.train.channels_last and device.type == "cuda"

@@ -1,11 +1,13 @@
 """Crop geometry, gap filling, smoothing and drawing, on synthetic landmarks (no media)."""
+import io
+
 import numpy as np
 import pytest
 
 from avprep.config import ConfigError, CropConfig
 from avprep.faces import align, draw_landmarks
 from avprep.faces.stage import FaceOptions, crop_frames, crops_from_track, options_for
-from avprep.faces.temporal import fill_gaps, smooth
+from avprep.faces.temporal import fill_gaps, smooth, smooth_poly
 from avprep.faces.track import DETECTED, MISSING, Track
 from avprep.probe import MediaError
 
@@ -88,6 +90,15 @@ def test_smooth_keeps_linear_motion_and_reduces_noise():
     assert np.allclose(smooth(np.ones((2, 3)), 4.0), 1.0)
 
 
+def test_smooth_poly_follows_curved_motion_and_reduces_noise():
+    t = np.arange(60, dtype=float)
+    curve = np.column_stack([0.02 * t ** 2 - t, 5 * np.sin(t / 8)])
+    assert np.abs(smooth_poly(curve, 4) - curve).max() < 0.15      # follows, no lag
+    noise = np.random.default_rng(2).normal(size=(300, 2))
+    assert smooth_poly(noise, 4).std() < 0.7 * noise.std()
+    assert np.array_equal(smooth_poly(curve, 0), curve)
+
+
 def _track(points):
     status = np.where(np.isnan(points).any(axis=(1, 2)), MISSING, DETECTED).astype(np.int8)
     return Track(points, status, int((status == DETECTED).sum()))
@@ -100,8 +111,10 @@ def test_crops_from_track_counts_and_members():
     out = crops_from_track(frames, _track(pts), 25.0, CropConfig(kind="lips", size=88, grey=True), FaceOptions())
     assert out.frames.shape == (8, 88, 88, 3)
     assert (out.meta["detected"], out.meta["tracked"], out.meta["interpolated"]) == (6, 0, 2)
-    assert set(out.members) == {"landmarks.npy", "transform.npy"}
+    assert set(out.members) == {"landmarks.npy", "transform.npy", "face_status.npy"}
     assert all(out.members[k][:6] == b"\x93NUMPY" for k in out.members)
+    status = np.load(io.BytesIO(out.members["face_status.npy"]), allow_pickle=False)
+    assert status.tolist() == [DETECTED] * 3 + [0, 0] + [DETECTED] * 3
 
 
 def test_no_face_is_an_error_not_a_whole_frame_crop():

@@ -10,7 +10,7 @@ import numpy as np
 from avprep.clips import Clip
 from avprep.config import ConfigError, CropConfig
 from avprep.faces import align
-from avprep.faces.temporal import fill_gaps, smooth
+from avprep.faces.temporal import fill_gaps, smooth_poly
 from avprep.faces.track import DETECTED, TRACKED, Track, TrackOptions, track_landmarks
 from avprep.probe import MediaError
 
@@ -18,7 +18,7 @@ from avprep.probe import MediaError
 @dataclass
 class CropOutput:
     frames: np.ndarray       # (T, S, S, 3) uint8 RGB (grey crops replicated to 3 channels)
-    members: dict[str, bytes]  # extra shard members: landmarks.npy, transform.npy
+    members: dict[str, bytes]  # extra shard members: landmarks.npy, transform.npy, face_status.npy
     meta: dict               # JSON-able, stored under json["crop"]
 
 
@@ -28,8 +28,8 @@ class FaceOptions:
     track: TrackOptions = field(default_factory=TrackOptions)
     max_gap_s: float = 1.0            # longest stretch without landmarks that is interpolated
     min_face_fraction: float = 0.5    # frames with detected/tracked landmarks, at least
-    landmark_sigma_s: float = 0.04    # smoothing of the stored landmarks (Gaussian sigma)
-    transform_sigma_s: float = 0.12   # smoothing of the points the crop is aligned on
+    landmark_window_s: float = 0.2    # smoothing of the stored landmarks (Savitzky-Golay window)
+    transform_window_s: float = 0.4   # smoothing of the points the crop is aligned on
     lip_fraction: float = 1 / 3       # lip width / crop width (paper)
     align: str = "similarity"         # "similarity" or "affine" (paper: affine, 3 points)
 
@@ -82,7 +82,7 @@ def crops_from_track(frames: np.ndarray, track: Track, fps: float, cfg: CropConf
         filled, was_filled = fill_gaps(track.points, max_gap=int(round(opts.max_gap_s * fps)))
     except ValueError as e:
         raise MediaError("no_face", str(e)) from e
-    landmarks = smooth(filled, opts.landmark_sigma_s * fps)
+    landmarks = smooth_poly(filled, _half(opts.landmark_window_s, fps))
     transforms, geo = _transforms(cfg, opts, filled, landmarks, fps)
     crops = _warp_all(frames, transforms, cfg.size, cfg.grey)
     meta = {"kind": cfg.kind, "size": cfg.size, "grey": cfg.grey, "num_frames": t_len,
@@ -91,7 +91,8 @@ def crops_from_track(frames: np.ndarray, track: Track, fps: float, cfg: CropConf
             "scale": round(float(np.median([align.scale_of(m) for m in transforms])), 5),
             "hint": list(hint) if hint is not None else None, **geo}
     members = {"landmarks.npy": _npy(landmarks.astype(np.float32)),
-               "transform.npy": _npy(transforms.astype(np.float32))}
+               "transform.npy": _npy(transforms.astype(np.float32)),
+               "face_status.npy": _npy(np.where(was_filled, 0, track.status).astype(np.uint8))}
     return CropOutput(crops, members, meta)
 
 
@@ -99,12 +100,17 @@ def _transforms(cfg: CropConfig, opts: FaceOptions, filled: np.ndarray, landmark
                 fps: float) -> tuple[np.ndarray, dict]:
     try:
         if cfg.kind == "face":
-            return align.face_transforms(smooth(filled, opts.transform_sigma_s * fps), cfg.size, cfg.face_margin)
-        stable = smooth(filled, opts.transform_sigma_s * fps)
+            return align.face_transforms(smooth_poly(filled, _half(opts.transform_window_s, fps)), cfg.size, cfg.face_margin)
+        stable = smooth_poly(filled, _half(opts.transform_window_s, fps))
         m, geo = align.lip_transforms(stable, landmarks, cfg.size, opts.lip_fraction, opts.align)
         return m, {"align": opts.align, "lip_fraction": round(opts.lip_fraction, 5), **geo}
     except (ValueError, np.linalg.LinAlgError) as e:
         raise MediaError("no_face", f"landmarks unusable for a crop: {e}") from e
+
+
+def _half(window_s: float, fps: float) -> int:
+    """Half window in frames for a window of `window_s` seconds."""
+    return int(round(window_s * fps / 2))
 
 
 def _warp_all(frames: np.ndarray, transforms: np.ndarray, size: int, grey: bool) -> np.ndarray:

@@ -4,7 +4,7 @@ The detector runs on a downscaled grey frame at the start, when the track is los
 re-checks the face every `detect_every` frames inside a small region around it (or at
 once when a frame fails the quality check). On all other frames the shape predictor runs
 inside a box derived from the previous frame's landmarks, using the box/landmark
-relation measured at the last detection, so the predictor sees boxes like the detector's.
+relation measured when the face was acquired, so the predictor sees boxes like the detector's.
 One identity is kept: the chosen face is followed, re-detections must overlap it.
 """
 from __future__ import annotations
@@ -22,7 +22,8 @@ MISSING, DETECTED, TRACKED = 0, 1, 2
 @dataclass(frozen=True)
 class TrackOptions:
     detect_every: int = 10          # re-check the face with the detector every N frames
-    retry_every: int = 5            # while no face is tracked, search the frame every N frames
+    retry_every: int = 10           # while no face is tracked, search the frame every N frames
+                                    # (a face found is then tracked back over the skipped frames)
     min_face_px: float = 40.0       # smallest face searched for, in pixels ...
     min_face_frac: float = 0.08     # ... or this fraction of the short side, whichever is larger
     min_similarity: float = 0.6     # patch correlation with the previous frame (catches cuts)
@@ -48,7 +49,7 @@ def spread(pts: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 # Box relation: box centre = c + r * (dx, dy), side = r * k; measured on GRID with dlib's
-# HOG boxes, replaced by the relation at each detection.
+# HOG boxes; replaced by the relation measured whenever a face is (re)acquired.
 DEFAULT_RELATION = np.array([0.03, -0.04, 2.9])
 
 
@@ -85,6 +86,16 @@ def choose(dets: list[Detection], shape: tuple[int, int], ref: np.ndarray | None
     diag = float(np.hypot(w, h))
     centre = np.array([w / 2, h / 2])
     return max(dets, key=lambda d: d.side / (1 + 2 * float(np.hypot(*(d.centre - centre))) / diag))
+
+
+def plausible(prev: np.ndarray, prev_patch: np.ndarray, pts: np.ndarray, patch: np.ndarray,
+              o: TrackOptions) -> bool:
+    """Quality check of landmarks against the previous frame's: size, position, appearance."""
+    c0, r0 = spread(prev)
+    c1, r1 = spread(pts)
+    return (1 / o.max_scale_change <= r1 / r0 <= o.max_scale_change
+            and float(np.hypot(*(c1 - c0))) <= o.max_shift * r0
+            and patch_similarity(patch, prev_patch) >= o.min_similarity)
 
 
 def to_grey(frame: np.ndarray) -> np.ndarray:
@@ -131,11 +142,11 @@ class _Tracker:
         return self._from_detection(grey, det)
 
     def _verify(self, grey: np.ndarray, box: np.ndarray) -> Detection | None:
-        """Re-detect inside a region twice the tracked box; it must overlap the box."""
+        """Re-detect in a region a little larger than the tracked box; it must overlap the box."""
         side = box[2] - box[0]
-        roi = box + np.array([-side, -side, side, side]) * 0.5
+        roi = box + np.array([-side, -side, side, side]) * 0.3
         self.detector_runs += 1
-        dets = [d for d in detect(grey, 0.7 * side, roi=roi) if iou(d.box, box) >= self.opts.min_overlap]
+        dets = [d for d in detect(grey, 0.8 * side, roi=roi) if iou(d.box, box) >= self.opts.min_overlap]
         return max(dets, key=lambda d: iou(d.box, box)) if dets else None
 
     def _from_detection(self, grey: np.ndarray, det: Detection):
@@ -154,12 +165,7 @@ class _Tracker:
         return predict(grey, box)
 
     def _plausible(self, pts: np.ndarray, patch: np.ndarray) -> bool:
-        c0, r0 = spread(self.prev)
-        c1, r1 = spread(pts)
-        o = self.opts
-        return (1 / o.max_scale_change <= r1 / r0 <= o.max_scale_change
-                and float(np.hypot(*(c1 - c0))) <= o.max_shift * r0
-                and patch_similarity(patch, self.patch) >= o.min_similarity)
+        return plausible(self.prev, self.patch, pts, patch, self.opts)
 
     def _keep(self, pts: np.ndarray, patch: np.ndarray, status: int):
         self.prev, self.patch = pts, patch
@@ -189,4 +195,22 @@ def track_landmarks(frames: np.ndarray, opts: TrackOptions = TrackOptions(),
         pts, status[t] = tracker.step(t, to_grey(frames[t]))
         if pts is not None:
             points[t] = pts
+            if status[t] == DETECTED and t > 0 and status[t - 1] == MISSING:
+                _track_back(frames, t, points, status, tracker)
     return Track(points, status, tracker.detector_runs)
+
+
+def _track_back(frames: np.ndarray, t: int, points: np.ndarray, status: np.ndarray,
+                tracker: _Tracker) -> None:
+    """After (re)acquiring a face at frame t, track it backwards over the frames that were
+    skipped between detector retries, while the quality check passes."""
+    prev, prev_patch = points[t], tracker.patch
+    for u in range(t - 1, max(-1, t - 1 - tracker.opts.retry_every), -1):
+        if status[u] != MISSING:
+            break
+        grey = to_grey(frames[u])
+        pts, patch = tracker._predict(grey, box_from(prev, tracker.relation))
+        if pts is None or not plausible(prev, prev_patch, pts, patch, tracker.opts):
+            break
+        points[u], status[u] = pts, TRACKED
+        prev, prev_patch = pts, patch

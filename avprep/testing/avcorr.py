@@ -1,8 +1,8 @@
 """Synthetic audio-visual correspondence corpus with ground-truth sound-source boxes.
 
 Each clip shows `n_objects` coloured squares on a dark noisy background. Exactly one of
-them sounds: its colour selects the pitch of a tone (red 300 Hz, green 600, blue 1200,
-yellow 2400), and it lights up exactly while the tone plays (random on/off bursts of
+them sounds: its colour selects the pitch of a tone (8 colours, 250 Hz to 3.2 kHz, see
+PITCH_HZ), and it lights up exactly while the tone plays (random on/off bursts of
 2-6 frames). The distractors have the other colours, flash with their own independent
 envelopes and make no sound. All objects drift slowly. So:
   * where the sound is (global path) needs the pitch -> colour association, since
@@ -22,8 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PALETTE = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 90, 240), "yellow": (230, 210, 40)}
-PITCH_HZ = {"red": 300.0, "green": 600.0, "blue": 1200.0, "yellow": 2400.0}
+PALETTE = {"red": (220, 40, 40), "orange": (240, 140, 20), "yellow": (230, 220, 40), "green": (40, 200, 60),
+           "cyan": (40, 210, 220), "blue": (50, 80, 240), "purple": (150, 50, 220), "white": (235, 235, 235)}
+# One pitch per colour, about half an octave apart (250 Hz to 3.2 kHz).
+PITCH_HZ = {name: round(250.0 * 2 ** (i * 3.67 / 7), 1) for i, name in enumerate(PALETTE)}
 ANNOTATIONS = "avcorr.json"
 
 

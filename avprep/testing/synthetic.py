@@ -41,7 +41,7 @@ def write_video(path: str, frames: np.ndarray, fps: float, audio: np.ndarray | N
     with tempfile.TemporaryDirectory() as tmp:
         vin = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}", r=str(fps))["v"]
         if video_delay:
-            vin = vin.filter("setpts", f"PTS+{video_delay}/TB")
+            vin = vin.filter("setpts", f"PTS+round({video_delay}/TB)")
         inputs = [vin]
         if audio is not None:
             wav = os.path.join(tmp, "a.wav")

@@ -1,0 +1,51 @@
+"""Throughput figures: loader clips/s per worker, model training clips/s per device.
+
+Both print numbers; nothing here asserts a speed.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from glcm.config import GLCMConfig
+from glcm.data import ClipSpec, make_dataset
+from glcm.train import Trainer
+
+
+def synthetic_shards(out_dir: str, clips: int = 32, size: int = 128, seconds: float = 6.0) -> str:
+    """Write avcorr clips (size x size, 10 fps) as shards; return their brace pattern."""
+    from avprep.testing import avcorr
+    made = avcorr.make_clips(clips, seed=0, min_seconds=seconds, max_seconds=seconds, size=size, obj=size // 4)
+    paths = avcorr.write_shards(made, out_dir, per_shard=8, prefix="bench", annotations=False)
+    return f"{out_dir}/bench-{{000000..{len(paths) - 1:06d}}}.tar"
+
+
+def loader_rate(shards: str, cfg: GLCMConfig, batches: int = 20, warmup: int = 2) -> float:
+    """Decoded + augmented clips/s of ONE loader process (what each DataLoader worker gives)."""
+    spec = ClipSpec.from_config(cfg.data, cfg.model.mel_per_frame, cfg.model.n_mels)
+    ds = make_dataset(shards, cfg.data, cfg.train.batch_size, spec, epoch_batches=batches + warmup)
+    n, t0 = 0, 0.0
+    for i, batch in enumerate(ds):
+        if i == warmup:
+            t0 = time.perf_counter()
+        elif i > warmup:
+            n += batch["frames"].shape[0]
+    return n / (time.perf_counter() - t0)
+
+
+def model_rate(cfg: GLCMConfig, device: torch.device, steps: int = 10, warmup: int = 3) -> float:
+    """Training clips/s (forward, both losses, backward, Adam) on random clips of the right shape."""
+    trainer = Trainer(cfg, device)
+    b, t, c = cfg.train.batch_size, cfg.data.frames, cfg.data.crop
+    frames = torch.randint(0, 256, (b, t, c, c, 3), dtype=torch.uint8, device=device)
+    mel = torch.randn(b, cfg.model.n_mels, t * cfg.model.mel_per_frame, device=device) * 20 - 40
+    for _ in range(warmup):
+        trainer.train_step(frames, mel)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step(frames, mel)
+    sync()
+    return steps * b / (time.perf_counter() - t0)

@@ -1,0 +1,198 @@
+"""Recipes on tiny generated corpora in the real layouts (Kinetics, AVSpeech, K-AV, folders)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from avprep.clips import iter_clips
+from avprep.config import BuildConfig, ClipConfig
+from avprep.pipeline import build_dataset
+from avprep.recipes import prepare_avspeech, prepare_kav, prepare_kinetics, prepare_videos
+from avprep.recipes.avspeech import read_avspeech_csv
+from avprep.testing.corpus import make_avspeech_corpus, make_kinetics_corpus
+from avprep.testing.synthetic import pattern_frames
+
+from conftest import read_outcomes
+
+
+@pytest.fixture(scope="module")
+def kin_per_label(tmp_path_factory):
+    return make_kinetics_corpus(str(tmp_path_factory.mktemp("k") / "kin"), n=8, seed=1, layout="per_label")
+
+
+@pytest.fixture(scope="module")
+def kin_whole(tmp_path_factory):
+    return make_kinetics_corpus(str(tmp_path_factory.mktemp("kw") / "kin"), n=4, seed=2, layout="flat",
+                                whole_downloads=True)
+
+
+@pytest.fixture(scope="module")
+def avs(tmp_path_factory):
+    return make_avspeech_corpus(str(tmp_path_factory.mktemp("a") / "avs"), n=6, seed=3)
+
+
+def _check_kinetics(corpus, items):
+    assert [i.item_id for i in items] == [f"{r.vid}_{int(r.start):06d}_{int(r.end):06d}" for r in corpus.rows]
+    labels = sorted({r.label for r in corpus.rows})
+    for item, row in zip(items, corpus.rows):
+        assert item.source == "kinetics" and item.split == "train"
+        assert item.labels == {"label": row.label, "label_index": labels.index(row.label)}
+        assert item.missing == (row.path is None)
+        if row.path:
+            assert item.path == row.path
+    assert sum(i.missing for i in items) == len(corpus.missing) >= 1
+
+
+def test_kinetics_per_label(kin_per_label):
+    c = kin_per_label
+    assert all(os.path.basename(os.path.dirname(r.path)) == r.label for r in c.present)
+    items = prepare_kinetics(c.root)
+    _check_kinetics(c, items)
+    assert all(i.start is None and i.end is None for i in items)     # pre-cut clips
+
+
+def test_kinetics_flat(tmp_path):
+    c = make_kinetics_corpus(str(tmp_path / "flat"), n=4, seed=5, layout="flat")
+    assert all(os.path.dirname(r.path) == c.root for r in c.present)
+    _check_kinetics(c, prepare_kinetics(c.root))
+
+
+def test_kinetics_whole_downloads_are_cut(kin_whole, tmp_path):
+    c = kin_whole
+    items = prepare_kinetics(c.root)
+    _check_kinetics(c, items)
+    present = [i for i in items if not i.missing]
+    for item, row in zip(present, c.present):
+        assert (item.start, item.end) == (row.start, row.end) and row.file_seconds > row.end - row.start
+    out = tmp_path / "out"
+    build_dataset(items, str(out), BuildConfig(videos_per_shard=10), workers=1, root=c.root,
+                  recipe="kinetics", progress=False)
+    outcomes = read_outcomes(out)
+    assert [o["status"] for o in outcomes] == ["missing" if i.missing else "ok" for i in items]
+    for o, item in zip(outcomes, items):
+        if not item.missing:
+            assert o["seconds"] == pytest.approx(item.end - item.start)   # 4 s cut, not the whole file
+    from conftest import read_samples
+    import json
+    metas = [json.loads(s["json"]) for s in read_samples(out)]
+    assert len(metas) == len(present)
+    for m in metas:
+        assert m["num_frames"] == 40 and m["first_frame"] == 0
+        assert m["cut_end"] - m["cut_start"] == 4.0
+        assert m["labels"]["label"]
+
+
+def test_kinetics_test_csv_without_labels(tmp_path):
+    c = make_kinetics_corpus(str(tmp_path / "kt"), n=4, seed=6, layout="flat", with_labels=False, split="test")
+    header = open(c.csv_path).readline().strip()
+    assert header == "youtube_id,time_start,time_end,split"
+    items = prepare_kinetics(c.root)
+    assert len(items) == 4 and all(i.labels == {} for i in items)
+    assert [i.missing for i in items] == [False, False, False, True]
+    assert all(i.split == "test" for i in items)
+
+
+def test_kinetics_folder_without_csv(kin_per_label, tmp_path):
+    import shutil
+    root = tmp_path / "nocsv"
+    shutil.copytree(kin_per_label.root, root, ignore=shutil.ignore_patterns("*.csv"))
+    items = prepare_kinetics(str(root))
+    assert len(items) == len(kin_per_label.present)
+    assert all(i.labels["label"] == os.path.basename(os.path.dirname(i.path)) for i in items)
+
+
+def test_avspeech_headerless_face_centre_and_cut(avs, tmp_path):
+    first = open(avs.csv_path).readline()
+    assert not first.startswith("youtube") and len(first.split(",")) == 5
+    assert len(read_avspeech_csv(avs.csv_path)) == 6
+    items = prepare_avspeech(avs.root)
+    assert len(items) == 6 and sum(i.missing for i in items) == 2
+    for item, row in zip(items, avs.rows):
+        assert item.source == "avspeech" and item.split == "train"
+        assert item.extra == {"face_x": row.x, "face_y": row.y}
+        assert item.missing == (row.path is None)
+        if row.path:
+            assert (item.start, item.end) == (pytest.approx(row.start), pytest.approx(row.end))
+    item = next(i for i in items if not i.missing)
+    cfg = BuildConfig(clip=ClipConfig(min_frames=16))
+    (clip,) = list(iter_clips(item, cfg))
+    # 3.5 s cut out of a longer file at a start between two source frames (x.25 s): the
+    # frame straddling the cut may be dropped, but the clip ends at the cut end
+    assert clip.first_frame in (0, 1)
+    assert clip.first_frame + clip.num_frames == 35
+
+
+def test_avspeech_precut_clips(tmp_path):
+    c = make_avspeech_corpus(str(tmp_path / "pc"), n=3, seed=7, whole_downloads=False)
+    items = prepare_avspeech(c.root)
+    assert [i.missing for i in items] == [False, False, True]
+    assert all(i.start is None for i in items if not i.missing)
+
+
+def test_avspeech_csv_with_header_is_refused(tmp_path):
+    (tmp_path / "avspeech_train.csv").write_text("youtube_id,start,end,x,y\nabc,1,2,0.5,0.5\n")
+    with pytest.raises(ValueError, match="no header"):
+        prepare_avspeech(str(tmp_path))
+
+
+def test_clip_fn_is_used(tmp_path):
+    calls = []
+
+    def grey(rng, seconds, fps, sr, w, h):
+        calls.append((seconds, fps, sr, w, h))
+        n = int(round(seconds * fps))
+        return np.full((n, h, w, 3), 77, np.uint8), np.zeros(int(seconds * sr), np.float32)
+
+    c = make_kinetics_corpus(str(tmp_path / "g"), n=2, seed=0, missing_every=0, clip_fn=grey)
+    assert len(calls) == 2 and calls[0] == (4.0, 10.0, 16000, 96, 64)
+    (clip,) = list(iter_clips(prepare_kinetics(c.root)[0], BuildConfig()))
+    assert abs(clip.frames.astype(int).mean() - 77) < 3
+
+
+def test_corpus_is_deterministic(tmp_path):
+    a = make_kinetics_corpus(str(tmp_path / "a"), n=3, seed=11)
+    b = make_kinetics_corpus(str(tmp_path / "b"), n=3, seed=11)
+    assert [(r.vid, r.start) for r in a.rows] == [(r.vid, r.start) for r in b.rows]
+    assert open(a.csv_path).read() == open(b.csv_path).read()
+
+
+def test_kav_draws_mixes_and_is_deterministic(kin_per_label, avs):
+    kin_all, avs_all = prepare_kinetics(kin_per_label.root), prepare_avspeech(avs.root)
+    items = prepare_kav(kin_per_label.root, avs.root, per_source=3, seed=0)
+    assert len(items) == 6
+    assert sum(i.source == "kinetics" for i in items) == 3 and sum(i.source == "avspeech" for i in items) == 3
+    ids = {i.item_id for i in items}
+    assert ids <= {i.item_id for i in kin_all} | {i.item_id for i in avs_all}
+    assert len(ids) == 6
+    again = prepare_kav(kin_per_label.root, avs.root, per_source=3, seed=0)
+    assert [i.item_id for i in again] == [i.item_id for i in items]
+    draws = {tuple(i.item_id for i in prepare_kav(kin_per_label.root, avs.root, per_source=3, seed=s))
+             for s in range(6)}
+    assert len(draws) > 1                      # the seed changes the draw
+    srcs = {tuple(i.source for i in prepare_kav(kin_per_label.root, avs.root, per_source=3, seed=s))
+            for s in range(6)}
+    assert any(s != tuple(sorted(s)) and s != tuple(sorted(s, reverse=True)) for s in srcs)   # mixed
+    # more than a source has: everything from it
+    big = prepare_kav(kin_per_label.root, avs.root, per_source=100, seed=0)
+    assert len(big) == len(kin_all) + len(avs_all)
+
+
+def test_kav_only_present(kin_per_label, avs):
+    items = prepare_kav(kin_per_label.root, avs.root, per_source=100, seed=1, only_present=True)
+    assert items and not any(i.missing for i in items)
+    assert len(items) == len(kin_per_label.present) + len(avs.present)
+    with_missing = prepare_kav(kin_per_label.root, avs.root, per_source=100, seed=1)
+    assert any(i.missing for i in with_missing)
+
+
+def test_videos_folder_recipe(small_videos):
+    items = prepare_videos(str(small_videos))
+    rel = [os.path.relpath(i.path, small_videos) for i in items]
+    assert rel == sorted(rel)
+    assert rel == ["cats/broken.mp4", "cats/clip_00.mp4", "cats/clip_02.mp4", "dogs/clip_01.mp4",
+                   "dogs/clip_03.mp4", "long/long_12s.mp4"]
+    assert [i.item_id for i in items][0] == "cats/broken"
+    assert {i.labels["label"]: i.labels["label_index"] for i in items} == {"cats": 0, "dogs": 1, "long": 2}
+    assert all(i.source == "videos" and not i.missing for i in items)
