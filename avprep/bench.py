@@ -181,5 +181,6 @@ def run_bench(files: list[str] | None, repeat: int, worker_counts: list[int], ec
         echo("== frame encodings")
         frame_encodings(echo)
         if long_minutes > 0:
-            echo("== memory")
-            peak_memory_long_input(long_minutes, echo)
+            echo("== memory (flat in input length = bounded)")
+            for minutes in (1.0, long_minutes):
+                peak_memory_long_input(minutes, echo)

@@ -281,6 +281,7 @@ def make_dataset(urls: str | list[str], cfg: DataConfig, batch_size: int, spec: 
         BatchStage(batch_size, counter),
     ]
     pipeline = wds.DataPipeline(*stages)
+    pipeline.skip_counter = counter     # in-process view of the counts (workers hold their own)
     return pipeline.with_epoch(epoch_batches) if cfg.resample else pipeline
 
 

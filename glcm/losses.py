@@ -11,8 +11,8 @@ Scores x[i, j, k] = anchor_i . bag_j[k] / tau. For anchor i with positive bag i:
     "symmetric" mean of the row-only and the column-only losses;
     "anchor"    row only (anchor against every bag).
 So for the local loss the other windows of the same clip are negatives like any other.
-Under DDP the anchors and bags of all ranks are gathered with gradients
-(torch.distributed.nn.functional.all_gather), so every rank's rows see the global batch.
+Under DDP the anchors and bags of all ranks are gathered with gradients (an all_gather
+whose backward reduce-scatters), so every rank's rows see the global batch.
 """
 from __future__ import annotations
 
@@ -28,14 +28,39 @@ def distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather along dim 0 whose backward sums every rank's gradient for this rank's rows."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        world, ctx.rank, ctx.rows = dist.get_world_size(), dist.get_rank(), x.shape[0]
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.contiguous()
+        if dist.get_backend() == "nccl":
+            out = grad.new_empty((ctx.rows,) + grad.shape[1:])
+            dist.reduce_scatter_tensor(out, grad)
+            return out
+        grad = grad.clone()
+        dist.all_reduce(grad)                     # gloo has no reduce_scatter
+        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
+
+
 def gather(x: Tensor) -> tuple[Tensor, int]:
     """All ranks' `x` concatenated along dim 0 (gradients flow back to every rank), and
-    the offset of this rank's rows in it. Identity when not distributed."""
+    the offset of this rank's rows in it. Identity when not distributed. Every rank
+    must pass the same shape (the loader drops partial batches)."""
     if not distributed():
         return x, 0
-    from torch.distributed.nn.functional import all_gather
-    parts = all_gather(x.contiguous())
-    return torch.cat(parts, dim=0), dist.get_rank() * x.shape[0]
+    return _GatherWithGrad.apply(x), dist.get_rank() * x.shape[0]
+
+
+def _at_least_fp32(x: Tensor) -> Tensor:
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def mil_nce(anchors: Tensor, bags: Tensor, anchors_all: Tensor, bags_all: Tensor,
@@ -46,8 +71,7 @@ def mil_nce(anchors: Tensor, bags: Tensor, anchors_all: Tensor, bags_all: Tensor
     (N, K, D) are every rank's, with this rank's rows at [offset, offset + n).
     """
     n = anchors.shape[0]
-    anchors, bags = anchors.float(), bags.float()
-    anchors_all, bags_all = anchors_all.float(), bags_all.float()
+    anchors, bags, anchors_all, bags_all = (_at_least_fp32(x) for x in (anchors, bags, anchors_all, bags_all))
     rows = torch.einsum("id,jkd->ijk", anchors, bags_all) / temperature    # (n, N, K)
     cols = torch.einsum("jd,ikd->ijk", anchors_all, bags) / temperature    # (n, N, K)
     idx = torch.arange(n, device=anchors.device)

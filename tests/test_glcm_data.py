@@ -1,0 +1,184 @@
+"""Loader: exact window/mel slicing, only the window's JPEGs decoded, corrupt samples
+skipped and counted, pickled members never loaded, fixed epoch length with workers."""
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import tarfile
+
+import cv2
+import numpy as np
+import pytest
+import webdataset as wds
+
+import glcm.data as gdata
+from glcm.config import DataConfig
+from glcm.data import ClipSpec, decode_sample, make_dataset, make_loader
+
+K = 10
+
+
+def grey_level(i: int) -> int:
+    return (10 + 5 * i) % 250
+
+
+def jpeg(img: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    return buf.tobytes()
+
+
+def sample(key: str, t: int = 40, h: int = 48, w: int = 64, version: int = 1) -> dict:
+    """Frame i is flat grey level 10+5i; mel column j holds the value j in every band."""
+    parts = [jpeg(np.full((h, w, 3), grey_level(i), np.uint8)) for i in range(t)]
+    offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).tolist()
+    mel = np.tile(np.arange(t * K, dtype=np.float16), (80, 1))
+    buf = io.BytesIO()
+    np.save(buf, mel, allow_pickle=False)
+    meta = {"format_version": version, "key": key, "num_frames": t, "width": w, "height": h,
+            "mel_per_frame": K, "frame_offsets": offsets, "fps": 10.0, "first_frame": 0}
+    return {"__key__": key, "frames.mjpeg": b"".join(parts), "mel.npy": buf.getvalue(),
+            "json": json.dumps(meta).encode()}
+
+
+def write(path, samples) -> str:
+    with wds.TarWriter(str(path)) as sink:
+        for s in samples:
+            sink.write(s)
+    return str(path)
+
+
+SPEC = ClipSpec(frames=32, crop=32, flip_prob=0.5, grey_prob=0.5, jitter=True, mel_per_frame=K)
+
+
+def test_window_frames_and_mel_slice_are_exact():
+    raw = sample("a")
+    rng = np.random.default_rng(0)
+    starts = set()
+    for _ in range(30):
+        out = decode_sample(raw, SPEC, rng)
+        s = out["start"]
+        starts.add(s)
+        assert out["frames"].shape == (32, 32, 32, 3) and out["frames"].dtype == np.uint8
+        levels = out["frames"].reshape(32, -1).mean(axis=1)
+        np.testing.assert_allclose(levels, [grey_level(s + i) for i in range(32)], atol=2)
+        assert out["mel"].shape == (80, 320) and out["mel"].dtype == np.float32
+        np.testing.assert_array_equal(out["mel"][7], np.arange(K * s, K * (s + 32)))
+    assert len(starts) > 3 and max(starts) <= 8        # jitter over all 9 possible starts
+
+
+def test_no_jitter_takes_the_first_frames():
+    spec = ClipSpec(frames=32, crop=32, jitter=False, mel_per_frame=K)
+    out = decode_sample(sample("a"), spec, np.random.default_rng(1))
+    assert out["start"] == 0
+    assert out["mel"][0, 0] == 0 and out["mel"][0, -1] == 319
+
+
+def test_only_the_window_is_decoded(monkeypatch):
+    calls = []
+    real = cv2.imdecode
+    monkeypatch.setattr(gdata.cv2, "imdecode", lambda buf, flags: calls.append(1) or real(buf, flags))
+    decode_sample(sample("a", t=100), SPEC, np.random.default_rng(2))
+    assert len(calls) == 32
+
+
+def test_flip_and_grey_apply_to_the_whole_clip():
+    raw = sample("a", t=32)
+    frames = np.zeros((32, 48, 64, 3), np.uint8)
+    frames[:, :, :32, 2] = 200                                    # left half red (RGB)
+    parts = [jpeg(cv2.cvtColor(f, cv2.COLOR_RGB2BGR)) for f in frames]
+    meta = json.loads(raw["json"])
+    meta["frame_offsets"] = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).tolist()
+    raw.update({"frames.mjpeg": b"".join(parts), "json": json.dumps(meta).encode()})
+    spec = ClipSpec(frames=32, crop=48, flip_prob=1.0, grey_prob=0.0, jitter=False, mel_per_frame=K)
+    out = decode_sample(raw, spec, np.random.default_rng(3))["frames"]
+    # crop is 48 wide at x in [0, 16]; flipped, the blue (RGB index 2) half is on the right in every frame
+    assert (out[:, :, -1, 2] > 150).all() and (out[:, :, 0, 2] < 50).all()
+    grey = decode_sample(raw, ClipSpec(frames=32, crop=48, flip_prob=0.0, grey_prob=1.0, jitter=False,
+                                       mel_per_frame=K), np.random.default_rng(3))["frames"]
+    assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
+
+
+class Evil:
+    """Unpickling this creates a file: proof that a member was unpickled."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def corrupt_shard(tmp_path) -> tuple[str, str]:
+    marker = str(tmp_path / "PWNED")
+    good = [sample(f"good{i}") for i in range(3)]
+    good[0]["pyd"] = pickle.dumps(Evil(marker))                  # extra member: must be ignored
+    good[1]["pickle"] = pickle.dumps(Evil(marker))
+    bad_jpeg = sample("badjpeg")
+    data = bytearray(bad_jpeg["frames.mjpeg"])
+    data[:] = b"\x00" * len(data)
+    bad_jpeg["frames.mjpeg"] = bytes(data)
+    bad_mel = sample("badmel")
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((80, 7), np.float16))
+    bad_mel["mel.npy"] = buf.getvalue()
+    pickled_mel = sample("pickledmel")
+    buf = io.BytesIO()
+    np.save(buf, np.array([Evil(marker)], dtype=object), allow_pickle=True)
+    pickled_mel["mel.npy"] = buf.getvalue()
+    no_json = sample("nojson")
+    del no_json["json"]
+    bad_json = sample("badjson")
+    bad_json["json"] = b"{not json"
+    v2 = sample("v2", version=2)
+    short = sample("short", t=20)
+    samples = [good[0], bad_jpeg, bad_mel, good[1], pickled_mel, no_json, bad_json, v2, short, good[2]]
+    path = write(tmp_path / "mixed-000000.tar", samples)
+    # a second shard cut short in the middle of a member
+    whole = write(tmp_path / "whole.tar", [sample(f"t{i}") for i in range(2)])
+    blob = open(whole, "rb").read()
+    (tmp_path / "mixed-000001.tar").write_bytes(blob[: len(blob) - 3000])
+    return str(tmp_path / "mixed-{000000..000001}.tar"), marker
+
+
+def test_corrupt_samples_are_skipped_and_counted(tmp_path):
+    urls, marker = corrupt_shard(tmp_path)
+    cfg = DataConfig(resample=False, workers=0, shuffle_buffer=1, initial_buffer=1)
+    ds = make_dataset(urls, cfg, 1, SPEC)
+    batches = list(ds)
+    keys = [b["key"][0] for b in batches]
+    assert sorted(keys) == ["good0", "good1", "good2", "t0"]
+    assert batches[3]["skipped"]["bad_jpeg"] == 1              # batches carry the running counts
+    counts = dict(ds.skip_counter.counts)
+    assert counts.pop("shard_error") >= 1       # webdataset may report one cut tar at two levels
+    # missing_member: "nojson", and "t1" whose members the cut tar lost
+    assert counts == {"bad_jpeg": 1, "mel_shape": 1, "decode_error": 2, "missing_member": 2,
+                      "format_version": 1, "too_short": 1}
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_resampled_epochs_have_a_fixed_length_with_workers(tmp_path):
+    urls = [write(tmp_path / f"s-{i}.tar", [sample(f"s{i}_{j}", t=32, h=32, w=32) for j in range(3)])
+            for i in range(2)]
+    cfg = DataConfig(resample=True, workers=2, shuffle_buffer=4, initial_buffer=2, seed=3)
+    spec = ClipSpec(frames=32, crop=32, mel_per_frame=K)
+    loader = make_loader(urls, cfg, 2, spec, epoch_batches=6)
+    for _ in range(2):
+        batches = list(loader)
+        assert len(batches) == 6
+        assert {b["worker"] for b in batches} == {0, 1}
+        assert all(b["frames"].shape == (2, 32, 32, 32, 3) for b in batches)
+
+
+def test_shard_without_expected_version_is_refused_by_count_not_crash(tmp_path):
+    path = write(tmp_path / "v9.tar", [sample("x", version=9)])
+    cfg = DataConfig(resample=False, workers=0)
+    assert list(make_dataset(path, cfg, 1, SPEC)) == []
+
+
+@pytest.mark.parametrize("member", ["frames.mjpeg", "mel.npy", "json"])
+def test_only_expected_members_are_read(member):
+    assert gdata.is_member(f"key_1.{member}")
+    assert not gdata.is_member("key_1.pyd") and not gdata.is_member("key_1.pickle")
+    assert not gdata.is_member("key_1.npy")
