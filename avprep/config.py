@@ -76,8 +76,8 @@ def mel_per_frame(fps: float, audio: AudioConfig) -> int:
 
 def validate(cfg: BuildConfig) -> None:
     mel_per_frame(cfg.video.fps, cfg.audio)
-    if cfg.video.short_side < 16 or cfg.video.short_side % 2:
-        raise ConfigError("short_side must be an even number >= 16")
+    if cfg.video.short_side != 0 and (cfg.video.short_side < 16 or cfg.video.short_side % 2):
+        raise ConfigError("short_side must be 0 (keep the size) or an even number >= 16")
     if cfg.clip.min_frames < 1:
         raise ConfigError("min_frames must be >= 1")
     if cfg.clip.max_seconds * cfg.video.fps < cfg.clip.min_frames:

@@ -21,12 +21,19 @@ def expand_shards(spec: str | list[str]) -> list[str]:
     """A folder, a glob, a brace pattern ('x-{000000..000009}.tar') or a list -> shard paths."""
     if isinstance(spec, list):
         return [p for s in spec for p in expand_shards(s)]
-    if os.path.isdir(spec):
-        return sorted(glob.glob(os.path.join(spec, "*.tar")))
     if "{" in spec:
         return list(wds.shardlists.expand_urls(spec))
-    found = sorted(glob.glob(spec))
-    return found or [spec]
+    if "://" in spec or spec.startswith("pipe:"):
+        return [spec]
+    found = []
+    for path in sorted(glob.glob(spec)) if glob.has_magic(spec) else [spec]:
+        if os.path.isdir(path):
+            found += sorted(glob.glob(os.path.join(path, "*.tar")))
+        elif os.path.exists(path):
+            found.append(path)
+    if not found:
+        raise FileNotFoundError(f"no shards found at {spec!r} (give a folder, a glob or a brace pattern)")
+    return found
 
 
 def iter_raw(shards: list[str]) -> Iterator[dict]:

@@ -188,8 +188,9 @@ def bench(files: Annotated[Optional[list[Path]], typer.Argument(help="Videos to 
 def main() -> None:
     try:
         app()
-    except ConfigError as e:
-        _fail(str(e))
+    except (ConfigError, FileNotFoundError) as e:
+        typer.secho(f"error: {e}", fg="red", err=True)
+        raise SystemExit(2)
 
 
 if __name__ == "__main__":

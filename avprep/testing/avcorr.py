@@ -3,11 +3,10 @@
 Each clip shows `n_objects` coloured squares on a dark noisy background. Exactly one of
 them sounds: its colour selects the pitch of a tone (8 colours, 250 Hz to 3.2 kHz, see
 PITCH_HZ), and it lights up exactly while the tone plays (random on/off bursts of
-2-6 frames). The distractors have the other colours, flash with their own independent
-envelopes and make no sound. All objects drift slowly. So:
-  * where the sound is (global path) needs the pitch -> colour association, since
-    every object flashes;
-  * when the sound is (local path) needs the sounding object's flashes.
+2-6 frames). The distractors have other colours and make no sound; by default they
+glow steadily, with `distractors_flash=True` they flash on their own independent
+envelopes (then only the pitch -> colour association tells where the sound is). All
+objects drift slowly. The local path must find *when*: the sounding object's flashes.
 `write_corpus` writes a plain folder of videos (for `avprep build videos DIR`) and
 `avcorr.json` with, per video, the sounding object's box in every frame (pixels of the
 written video, [x0, y0, x1, y1], x1/y1 exclusive) and its per-frame on/off envelope.
@@ -81,19 +80,25 @@ def tone(envelope: np.ndarray, pitch: float, fps: float, sr: int, rng: np.random
 
 
 def make_clip(rng: np.random.Generator, seconds: float = 4.0, size: int = 64, fps: float = 10.0,
-              sample_rate: int = 16000, n_objects: int = 3, obj: int = 18, dim: float = 0.3) -> AVClip:
-    """One clip; objects are drawn at full brightness when lit, `dim` of it otherwise."""
+              sample_rate: int = 16000, n_objects: int = 3, obj: int = 18, dim: float = 0.3,
+              distractors_flash: bool = False, steady: float = 0.65) -> AVClip:
+    """One clip; the sounding object is at full brightness when lit and `dim` of it otherwise.
+    Distractors flash the same way on their own envelopes (`distractors_flash`), or stay
+    at `steady` brightness."""
     n = int(round(seconds * fps))
     names = list(PALETTE)
     colours = [names[i] for i in rng.choice(len(names), n_objects, replace=False)]
     corners = tracks(rng, place(rng, n_objects, size, obj), n, size, obj)
     envs = np.stack([bursts(n, rng) for _ in colours])
+    levels = np.where(envs, 1.0, dim)
+    if not distractors_flash:
+        levels[1:] = steady
     frames = np.clip(rng.normal(35, 8, size=(n, size, size, 3)), 0, 255)
     for c, colour in enumerate(colours):
         rgb = np.array(PALETTE[colour], dtype=np.float64)
         for i in range(n):
             x, y = corners[c, i]
-            frames[i, y:y + obj, x:x + obj] = rgb * (1.0 if envs[c, i] else dim)
+            frames[i, y:y + obj, x:x + obj] = rgb * levels[c, i]
     boxes = np.concatenate([corners, corners + obj], axis=2)          # (count, n, 4)
     audio = tone(envs[0], PITCH_HZ[colours[0]], fps, sample_rate, rng)
     return AVClip(frames.astype(np.uint8), audio, fps, sample_rate, colours[0], boxes[0], envs[0], boxes[1:])
