@@ -7,6 +7,7 @@ the RNG states. An encoder file (`save_encoder`) holds one encoder and the model
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise
-    except (RuntimeError, EOFError, OSError) as exc:
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
         raise ValueError(f"{path}: not a readable checkpoint ({exc})") from exc
 
 

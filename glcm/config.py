@@ -200,6 +200,10 @@ def validate(cfg: GLCMConfig) -> GLCMConfig:
     m, d = cfg.model, cfg.data
     if len(m.blocks) != 4 or len(m.audio_layer_strides) != 4:
         raise ConfigError("model.blocks and model.audio_layer_strides need 4 entries")
+    if m.blocks[0] < 1 or min(m.blocks) < 0:
+        raise ConfigError("model.blocks: stage 1 needs a block; counts cannot be negative")
+    if m.output_stride != 8 and 0 in m.blocks[2:]:
+        raise ConfigError("model.blocks: stages 3-4 may be left out (0) only with output_stride 8")
     if d.frames % m.global_stride:
         raise ConfigError("data.frames must be a multiple of model.global_stride")
     if d.crop % m.output_stride:

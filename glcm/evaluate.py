@@ -1,7 +1,7 @@
 """Evaluation on an annotated corpus (avprep.testing.avcorr or alike).
 
 * Sound-source localisation: the attention map (softmax over the global grid) is
-  bilinearly upsampled to the crop, min-max normalised and thresholded at `threshold`;
+  bilinearly upsampled to the crop (cell centres at stride * i, see `upsample_map`), min-max normalised and thresholded at `threshold`;
   cIoU here = IoU of that mask with the sounding object's box (one annotator, so the
   consensus weighting of Senocak et al. reduces to a plain IoU). Also the pointing game:
   is the map's maximum inside the box.
@@ -64,9 +64,24 @@ def load_eval_clips(shards: str | list[str], annotations: dict[str, dict], frame
     return clips
 
 
+def upsample_map(attention: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear upsampling of an (H, W) map to (size, size) pixels with cell i centred on
+    pixel i * size / W: every strided layer here pads symmetrically, so a cell's receptive
+    field is centred there, not at the cell's middle (align_corners=False would shift the
+    map by almost half a cell). Beyond the last cell centre the border value is kept."""
+    h, w = attention.shape
+    py = torch.arange(size, dtype=torch.float32) * h / size
+    px = torch.arange(size, dtype=torch.float32) * w / size
+    gy = 2 * py / max(h - 1, 1) - 1
+    gx = 2 * px / max(w - 1, 1) - 1
+    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)[None]
+    return F.grid_sample(attention[None, None].float(), grid, mode="bilinear", padding_mode="border",
+                         align_corners=True)[0, 0]
+
+
 def localisation_scores(attention: torch.Tensor, box: np.ndarray, size: int, threshold: float = 0.5) -> tuple[float, bool]:
     """(IoU of the thresholded upsampled map with the box, pointing-game hit)."""
-    up = F.interpolate(attention[None, None].float(), size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+    up = upsample_map(attention, size)
     up = (up - up.min()) / (up.max() - up.min()).clamp_min(1e-12)
     pred = (up >= threshold).numpy()
     gt = np.zeros((size, size), dtype=bool)

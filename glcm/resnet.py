@@ -2,7 +2,9 @@
 
 Neither ever strides in time, so a 32-frame clip keeps 32 time steps. The 3-D net's
 spatial stride is `output_stride` (8, 16 or 32): stem /2, max-pool /2, stage 2 /2, and
-stages 3 and 4 stride 2 only when the output stride asks for it.
+stages 3 and 4 stride 2 only when the output stride asks for it. A stage with 0 blocks is
+left out (small receptive fields for tiny test models); the spatial stride then drops
+with it unless the output stride is 8.
 """
 from __future__ import annotations
 
@@ -68,6 +70,8 @@ class ResNet3d(nn.Module):
             nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)))
         layers, cin = [], width
         for i, (n, s) in enumerate(zip(blocks, stage_strides(output_stride))):
+            if n == 0:          # a stage with no blocks is left out (small test models)
+                continue
             cout = width * 2 ** i
             layers += [BasicBlock3d(cin if j == 0 else cout, cout, s if j == 0 else 1) for j in range(n)]
             cin = cout
@@ -89,6 +93,8 @@ class ResNet1d(nn.Module):
                                   nn.BatchNorm1d(width), nn.ReLU(inplace=True))
         layers, cin = [], width
         for i, (n, s) in enumerate(zip(blocks, strides)):
+            if n == 0:
+                continue
             cout = width * 2 ** i
             layers += [BasicBlock1d(cin if j == 0 else cout, cout, s if j == 0 else 1) for j in range(n)]
             cin = cout

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import pickle
-import tarfile
 
 import cv2
 import numpy as np

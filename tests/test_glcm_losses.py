@@ -14,7 +14,15 @@ from glcm.config import LossConfig
 from glcm.losses import global_loss, glcm_loss, local_loss, mil_nce
 from glcm.model import GLCMOut
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Exact comparisons in double precision, for this module's tests only."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 
 def lse(values: list[float]) -> float:

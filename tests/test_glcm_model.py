@@ -125,3 +125,22 @@ def test_config_overrides_and_errors(tmp_path):
     cfg.save(tmp_path / "again.json")
     assert load_config(tmp_path / "again.json") == cfg
     assert model_config(GLCMConfig().to_dict()["model"]) == GLCMConfig().model
+
+
+def test_localisation_map_geometry_and_iou():
+    import numpy as np
+    from glcm.evaluate import localisation_scores, upsample_map
+    a = torch.zeros(8, 8)
+    a[3, 5] = 1.0
+    up = upsample_map(a, 64)
+    assert up[24, 40] == 1.0                          # cell (3, 5) sits on pixel (24, 40)
+    assert up[24, 44] == pytest.approx(0.5) and up[28, 40] == pytest.approx(0.5)
+    # by hand: the bilinear tent (1-|dx|/8)(1-|dy|/8) around (40, 24), thresholded at 0.5
+    ys, xs = np.mgrid[0:64, 0:64]
+    tent = np.clip(1 - abs(xs - 40) / 8, 0, None) * np.clip(1 - abs(ys - 24) / 8, 0, None)
+    pred, gt = tent >= 0.5, np.zeros((64, 64), bool)
+    gt[20:28, 36:44] = True
+    iou, hit = localisation_scores(a, np.array([36, 20, 44, 28]), 64)
+    assert iou == pytest.approx((pred & gt).sum() / (pred | gt).sum()) and hit
+    iou, hit = localisation_scores(a, np.array([0, 0, 10, 10]), 64)
+    assert iou == 0.0 and not hit
