@@ -67,11 +67,26 @@ def run_demo(out: str, videos: int = 12, train_steps: int = 300, workers: int = 
 def train_demo(shards_dir: str, run_dir: str, steps: int, num_shards: int, echo) -> dict:
     from glcm.config import load_config
     from glcm.train import train
-    cfg = load_config(preset="tiny", overrides=[f"train.steps={steps}", "train.device=cpu",
-                                                "train.checkpoint_every=100", "data.workers=1",
-                                                "data.crop=48"])
+    # the learning test's settings (tests/test_glcm_learning.py): small receptive field for 64 px frames
+    cfg = load_config(preset="tiny", overrides=[f"train.steps={steps}", "train.device=cpu", "train.lr=0.002",
+                                                "model.blocks=1,1,0,0", "train.threads=1",
+                                                "train.checkpoint_every=100", "data.workers=1"])
     spec = os.path.join(shards_dir, f"k-av-{{000000..{num_shards - 1:06d}}}.tar")
     echo(f"[4/4] glcm train --preset tiny on {spec} for {steps} steps (CPU) -> {run_dir}")
-    last = train(cfg, spec, run_dir)
-    echo(f"      last: {last}")
+    last = train(cfg, spec, run_dir, epoch_batches=50)
+    first = _first_record(os.path.join(run_dir, "log.jsonl"))
+    echo(f"      loss_global {first.get('loss_global', float('nan')):.3f} at step {first.get('step')} -> "
+         f"{last.get('loss_global', float('nan')):.3f} at step {last.get('step')}; loss_local "
+         f"{first.get('loss_local', float('nan')):.3f} -> {last.get('loss_local', float('nan')):.3f}")
+    echo(f"      run folder {run_dir}: {', '.join(sorted(os.listdir(run_dir)))}")
     return last
+
+
+def _first_record(log_path: str) -> dict:
+    import json
+    with open(log_path) as f:
+        for line in f:
+            record = json.loads(line)
+            if "loss_global" in record:
+                return record
+    return {}

@@ -1,10 +1,13 @@
 """Evaluation on an annotated corpus (avprep.testing.avcorr or alike).
 
-* Sound-source localisation: the attention map (softmax over the global grid) is
-  bilinearly upsampled to the crop (cell centres at stride * i, see `upsample_map`), min-max normalised and thresholded at `threshold`;
-  cIoU here = IoU of that mask with the sounding object's box (one annotator, so the
-  consensus weighting of Senocak et al. reduces to a plain IoU). Also the pointing game:
-  is the map's maximum inside the box.
+* Sound-source localisation: the audio-visual similarity map over the global grid
+  ((audio . cell) / tau, before the attention softmax; as in LVS-style cIoU protocols) is
+  bilinearly upsampled to the crop (cell centres at stride * i, see `upsample_map`),
+  min-max normalised and thresholded at `threshold`; cIoU here = IoU of that mask with the
+  sounding object's box (one annotator, so the consensus weighting of Senocak et al.
+  reduces to a plain IoU). The same on the softmaxed attention map (much peakier, so its
+  mask is smaller than the object) is reported as `softmax_ciou_*`. Also the pointing
+  game: is the map's maximum inside the box (the same for both maps).
 * Audio-visual synchrony (local path): for each clip, the local score
   mean_t logsumexp_m (v_t . a_{t,m}) / tau with the aligned audio is compared with the
   same clip's audio shifted by `shift` frames; accuracy = share of clips where the
@@ -102,18 +105,21 @@ def sync_score(model: GLCM, frames: torch.Tensor, mel: torch.Tensor) -> torch.Te
 @torch.no_grad()
 def evaluate(model: GLCM, clips: list[EvalClip], batch_size: int = 16, threshold: float = 0.5) -> dict:
     model.eval()
-    ious, hits, sync = [], [], []
+    ious, soft_ious, hits, sync = [], [], [], []
     for i in range(0, len(clips), batch_size):
         chunk = clips[i:i + batch_size]
         frames = torch.from_numpy(np.stack([c.frames for c in chunk]))
         mel = torch.from_numpy(np.stack([c.mel for c in chunk]))
         shifted = torch.from_numpy(np.stack([c.mel_shifted for c in chunk]))
-        attention = model.attention_map(frames, mel)
-        for att, clip in zip(attention, chunk):
-            iou, hit = localisation_scores(att, clip.box, frames.shape[2], threshold)
+        similarity = model.similarity_map(frames, mel)
+        for sim, att, clip in zip(similarity, GLCM.softmax_map(similarity), chunk):
+            iou, hit = localisation_scores(sim, clip.box, frames.shape[2], threshold)
             ious.append(iou)
             hits.append(hit)
+            soft_ious.append(localisation_scores(att, clip.box, frames.shape[2], threshold)[0])
         sync += (sync_score(model, frames, mel) > sync_score(model, frames, shifted)).tolist()
     return {"clips": len(clips), "ciou_mean": float(np.mean(ious)),
             "ciou_at_0.5": float(np.mean(np.array(ious) >= 0.5)), "pointing": float(np.mean(hits)),
+            "softmax_ciou_mean": float(np.mean(soft_ious)),
+            "softmax_ciou_at_0.5": float(np.mean(np.array(soft_ious) >= 0.5)),
             "sync_accuracy": float(np.mean(sync)), "ious": ious}

@@ -104,9 +104,13 @@ class GLCM(nn.Module):
 
     def attention_map(self, frames: Tensor, mel: Tensor) -> Tensor:
         """Softmax over the global grid of (audio . cell) / temperature: (B, H, W)."""
+        return self.softmax_map(self.similarity_map(frames, mel))
+
+    def similarity_map(self, frames: Tensor, mel: Tensor) -> Tensor:
+        """(audio . cell) / temperature over the global grid, before the softmax: (B, H, W)."""
         _, grid = self.global_features(frames)
         audio = self.audio_features(mel, frames_len(frames))
-        return self._attention(audio.global_emb, grid)
+        return self._scores(audio.global_emb, grid)
 
     # ---- training forward ----------------------------------------------------------
     def forward(self, frames: Tensor, mel: Tensor) -> GLCMOut:
@@ -120,10 +124,15 @@ class GLCM(nn.Module):
                        self._local_project(pooled), attn)
 
     # ---- helpers -------------------------------------------------------------------
+    def _scores(self, audio_global: Tensor, grid: Tensor) -> Tensor:
+        return torch.einsum("bd,bhwd->bhw", audio_global, grid) / self.cfg.temperature
+
+    @staticmethod
+    def softmax_map(scores: Tensor) -> Tensor:
+        return scores.flatten(1).float().softmax(dim=1).view(scores.shape)
+
     def _attention(self, audio_global: Tensor, grid: Tensor) -> Tensor:
-        b, h, w, _ = grid.shape
-        scores = torch.einsum("bd,bhwd->bhw", audio_global, grid) / self.cfg.temperature
-        return scores.flatten(1).float().softmax(dim=1).view(b, h, w)
+        return self.softmax_map(self._scores(audio_global, grid))
 
     def _pool(self, feats: Tensor, attn: Tensor) -> Tensor:
         """Spatial pooling of (B,C,T,H,W) at each step: attention-weighted or plain mean."""

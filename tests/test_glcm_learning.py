@@ -58,4 +58,4 @@ def test_attention_points_at_the_sounding_object(result):
     before, after, _ = result
     # chance: one object in three; the untrained map points nowhere in particular
     assert after["pointing"] >= 0.6 and after["pointing"] >= before["pointing"] + 0.25
-    assert after["ciou_mean"] > before["ciou_mean"] + 0.1
+    assert after["ciou_mean"] >= 0.3 and after["ciou_mean"] > before["ciou_mean"] + 0.25
