@@ -1,6 +1,7 @@
 """Clips: aligned frames + mel for one segment of one input."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -41,13 +42,16 @@ def iter_clips(item: SourceItem, cfg: BuildConfig, info: MediaInfo | None = None
     geometry = frame_geometry(info, cfg.video.short_side, cfg.video.square)
     fps = cfg.video.fps
     seg_len = max(cfg.clip.min_frames, int(round(cfg.clip.max_seconds * fps)))
-    audio = AudioReader(item.path, cfg.audio.sample_rate, item.start, item.end, cfg.decode_threads) \
+    duration = (item.end - item.start) if item.start is not None and item.end is not None else info.duration
+    deadline = time.monotonic() + cfg.timeout_base_s + cfg.timeout_per_s * (duration or 0.0)
+    audio = AudioReader(item.path, cfg.audio.sample_rate, item.start, item.end, cfg.decode_threads, deadline) \
         if info.audio is not None else None
     made = decoded = usable = 0
     try:
         frames: list[np.ndarray] = []
         first = 0
-        for n, frame in iter_frames(item.path, info, fps, geometry, item.start, item.end, cfg.decode_threads):
+        for n, frame in iter_frames(item.path, info, fps, geometry, item.start, item.end, cfg.decode_threads,
+                                    deadline):
             if frames and n != first + len(frames):
                 raise MediaError("decode_error", f"frame numbers jump from {first + len(frames) - 1} to {n}")
             if not frames:

@@ -55,6 +55,8 @@ class BuildConfig:
     videos_per_shard: int = 64
     shard_prefix: str = "shard"
     decode_threads: int = 1      # ffmpeg threads per decode (workers give the parallelism)
+    timeout_base_s: float = 120.0    # an input's decode is stopped (reason `timeout`) after
+    timeout_per_s: float = 3.0       # base + per_s x its duration seconds of wall time
 
     def mel_per_frame(self) -> int:
         return mel_per_frame(self.video.fps, self.audio)

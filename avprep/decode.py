@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import subprocess
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Iterator
@@ -70,6 +71,8 @@ class _StderrReader(threading.Thread):
         self.tail: deque[str] = deque(maxlen=20)
         self.ready = threading.Condition()
         self.done = False
+        self.timed_out = False
+        self.timer: threading.Timer | None = None
 
     def run(self) -> None:
         for raw in self.stream:
@@ -95,12 +98,30 @@ class _StderrReader(threading.Thread):
         return " | ".join(lines[-3:]) or "ffmpeg failed"
 
 
-def _start(args: list[str]) -> tuple[subprocess.Popen, _StderrReader]:
+def _start(args: list[str], deadline: float | None = None) -> tuple[subprocess.Popen, _StderrReader]:
+    """Start ffmpeg; past `deadline` (time.monotonic()) a watchdog kills it."""
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             bufsize=0)
     reader = _StderrReader(proc.stderr)
     reader.start()
+    if deadline is not None:
+        reader.timer = threading.Timer(max(0.0, deadline - time.monotonic()), _expire, (proc, reader))
+        reader.timer.daemon = True
+        reader.timer.start()
     return proc, reader
+
+
+def _expire(proc: subprocess.Popen, reader: _StderrReader) -> None:
+    reader.timed_out = True
+    if proc.poll() is None:
+        proc.kill()
+
+
+def _check_exit(rc: int, reader: _StderrReader, what: str) -> None:
+    if reader.timed_out:
+        raise MediaError("timeout", f"{what}decoding ran past its time limit; ffmpeg was stopped")
+    if rc != 0:
+        raise MediaError("decode_error", what + reader.message())
 
 
 def _input(path: str, cut_start: float | None, cut_end: float | None, threads: int):
@@ -114,7 +135,7 @@ def _input(path: str, cut_start: float | None, cut_end: float | None, threads: i
 
 def iter_frames(path: str, info: MediaInfo, fps: float, geometry: FrameGeometry,
                 cut_start: float | None = None, cut_end: float | None = None,
-                threads: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+                threads: int = 1, deadline: float | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (global frame number, HxWx3 uint8 RGB frame), streaming, one frame in memory."""
     # round=up: output frame n is the source frame on screen at time n/fps (latest pts <= n/fps)
     stream = _input(path, cut_start, cut_end, threads).video.filter("fps", fps=fps, round="up")
@@ -124,7 +145,7 @@ def iter_frames(path: str, info: MediaInfo, fps: float, geometry: FrameGeometry,
     out = ffmpeg.output(stream, "pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough",
                         an=None, sn=None)
     args = out.global_args("-hide_banner", "-nostdin", "-loglevel", "info").compile(cmd=ffmpeg_exe())
-    proc, reader = _start(args)
+    proc, reader = _start(args, deadline)
     size = geometry.width * geometry.height * 3
     try:
         while True:
@@ -133,14 +154,14 @@ def iter_frames(path: str, info: MediaInfo, fps: float, geometry: FrameGeometry,
                 break
             pts = reader.next_pts()
             if pts is None:
+                _check_exit(proc.wait(), reader, "")
                 raise MediaError("decode_error", "frame without a timestamp from ffmpeg")
             yield pts, np.frombuffer(buf, np.uint8).reshape(geometry.height, geometry.width, 3)
         rc = proc.wait()
         reader.join(timeout=10)
-        if rc != 0:
-            raise MediaError("decode_error", reader.message())
+        _check_exit(rc, reader, "")
     finally:
-        _stop(proc)
+        _stop(proc, reader)
 
 
 def _read_exact(pipe, size: int) -> bytes | None:
@@ -154,7 +175,9 @@ def _read_exact(pipe, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: subprocess.Popen, reader: _StderrReader) -> None:
+    if reader.timer is not None:
+        reader.timer.cancel()
     if proc.poll() is None:
         proc.kill()
     proc.wait()
@@ -171,13 +194,13 @@ class AudioReader:
     """
 
     def __init__(self, path: str, sample_rate: int, cut_start: float | None = None,
-                 cut_end: float | None = None, threads: int = 1):
+                 cut_end: float | None = None, threads: int = 1, deadline: float | None = None):
         stream = _input(path, cut_start, cut_end, threads).audio.filter(
             "aresample", sample_rate, first_pts=0)
         out = ffmpeg.output(stream, "pipe:", format="f32le", ac=1, ar=sample_rate, acodec="pcm_f32le",
                             vn=None, sn=None)
         args = out.global_args("-hide_banner", "-nostdin", "-loglevel", "error").compile(cmd=ffmpeg_exe())
-        self.proc, self.reader = _start(args)
+        self.proc, self.reader = _start(args, deadline)
         self.base = 0                       # sample index of self.buf[0]
         self.buf = np.zeros(0, np.float32)
         self.eof = False
@@ -189,9 +212,7 @@ class AudioReader:
             chunk = self.proc.stdout.read(max(4 * (end - have), 65536))
             if not chunk:
                 self.eof = True
-                rc = self.proc.wait()
-                if rc != 0:
-                    raise MediaError("decode_error", "audio: " + self.reader.message())
+                _check_exit(self.proc.wait(), self.reader, "audio: ")
                 break
             usable = len(chunk) - len(chunk) % 4
             if usable != len(chunk):   # keep byte alignment across reads
@@ -222,5 +243,5 @@ class AudioReader:
             self.base += drop
 
     def close(self) -> None:
-        _stop(self.proc)
+        _stop(self.proc, self.reader)
         self.reader.join(timeout=5)

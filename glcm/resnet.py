@@ -11,18 +11,21 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 
-class BasicBlock3d(nn.Module):
-    def __init__(self, cin: int, cout: int, spatial_stride: int):
+class BasicBlock(nn.Module):
+    """ResNet basic block for any dimension: `conv`/`norm` are nn.Conv1d/BatchNorm1d or
+    nn.Conv3d/BatchNorm3d; `stride` is an int or a per-dimension tuple."""
+
+    def __init__(self, cin: int, cout: int, stride, conv: type[nn.Module], norm: type[nn.Module]):
         super().__init__()
-        stride = (1, spatial_stride, spatial_stride)
-        self.conv1 = nn.Conv3d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm3d(cout)
-        self.conv2 = nn.Conv3d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm3d(cout)
+        self.conv1 = conv(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = norm(cout)
+        self.conv2 = conv(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = norm(cout)
         self.relu = nn.ReLU(inplace=True)
         self.shortcut = None
-        if spatial_stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv3d(cin, cout, 1, stride, bias=False), nn.BatchNorm3d(cout))
+        strided = any(v != 1 for v in stride) if isinstance(stride, tuple) else stride != 1
+        if strided or cin != cout:
+            self.shortcut = nn.Sequential(conv(cin, cout, 1, stride, bias=False), norm(cout))
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -31,23 +34,13 @@ class BasicBlock3d(nn.Module):
         return self.relu(out + skip)
 
 
-class BasicBlock1d(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv1d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm1d(cout)
-        self.conv2 = nn.Conv1d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm1d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.shortcut = None
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv1d(cin, cout, 1, stride, bias=False), nn.BatchNorm1d(cout))
+def BasicBlock3d(cin: int, cout: int, spatial_stride: int) -> BasicBlock:
+    """Video block: strides in space only, never in time."""
+    return BasicBlock(cin, cout, (1, spatial_stride, spatial_stride), nn.Conv3d, nn.BatchNorm3d)
 
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        skip = x if self.shortcut is None else self.shortcut(x)
-        return self.relu(out + skip)
+
+def BasicBlock1d(cin: int, cout: int, stride: int) -> BasicBlock:
+    return BasicBlock(cin, cout, stride, nn.Conv1d, nn.BatchNorm1d)
 
 
 def stage_strides(output_stride: int) -> list[int]:
