@@ -24,7 +24,8 @@ class TrackOptions:
     detect_every: int = 10          # re-check the face with the detector every N frames
     retry_every: int = 10           # while no face is tracked, search the frame every N frames
                                     # (a face found is then tracked back over the skipped frames)
-    min_face_px: float = 40.0       # smallest face searched for, in pixels ...
+    min_face_px: float = 64.0       # smallest face searched for, in pixels (a 64 px face has a
+                                    # ~20 px mouth; smaller ones make useless lip crops) ...
     min_face_frac: float = 0.08     # ... or this fraction of the short side, whichever is larger
     min_similarity: float = 0.6     # patch correlation with the previous frame (catches cuts)
     max_scale_change: float = 1.25  # landmark spread change between frames
