@@ -133,7 +133,7 @@ def corrupt_shard(tmp_path) -> tuple[str, str]:
     v2 = sample("v2", version=2)
     short = sample("short", t=20)
     samples = [good[0], bad_jpeg, bad_mel, good[1], pickled_mel, no_json, bad_json, v2, short, good[2]]
-    path = write(tmp_path / "mixed-000000.tar", samples)
+    write(tmp_path / "mixed-000000.tar", samples)
     # a second shard cut short in the middle of a member
     whole = write(tmp_path / "whole.tar", [sample(f"t{i}") for i in range(2)])
     blob = open(whole, "rb").read()

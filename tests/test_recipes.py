@@ -12,7 +12,6 @@ from avprep.pipeline import build_dataset
 from avprep.recipes import prepare_avspeech, prepare_kav, prepare_kinetics, prepare_videos
 from avprep.recipes.avspeech import read_avspeech_csv
 from avprep.testing.corpus import make_avspeech_corpus, make_kinetics_corpus
-from avprep.testing.synthetic import pattern_frames
 
 from conftest import read_outcomes
 

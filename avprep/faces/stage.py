@@ -1,7 +1,6 @@
 """The pipeline hook: lip or face crops of one clip, with landmarks and transforms."""
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 
 import cv2
@@ -13,6 +12,7 @@ from avprep.faces import align
 from avprep.faces.temporal import fill_gaps, smooth_poly
 from avprep.faces.track import DETECTED, TRACKED, Track, TrackOptions, track_landmarks
 from avprep.probe import MediaError
+from avprep.shards import npy_bytes
 
 
 @dataclass
@@ -90,9 +90,9 @@ def crops_from_track(frames: np.ndarray, track: Track, fps: float, cfg: CropConf
             "interpolated": int(was_filled.sum()), "detector_runs": track.detector_runs,
             "scale": round(float(np.median([align.scale_of(m) for m in transforms])), 5),
             "hint": list(hint) if hint is not None else None, **geo}
-    members = {"landmarks.npy": _npy(landmarks.astype(np.float32)),
-               "transform.npy": _npy(transforms.astype(np.float32)),
-               "face_status.npy": _npy(np.where(was_filled, 0, track.status).astype(np.uint8))}
+    members = {"landmarks.npy": npy_bytes(landmarks.astype(np.float32)),
+               "transform.npy": npy_bytes(transforms.astype(np.float32)),
+               "face_status.npy": npy_bytes(np.where(was_filled, 0, track.status).astype(np.uint8))}
     return CropOutput(crops, members, meta)
 
 
@@ -121,9 +121,3 @@ def _warp_all(frames: np.ndarray, transforms: np.ndarray, size: int, grey: bool)
             crop = cv2.cvtColor(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
         out[i] = crop
     return out
-
-
-def _npy(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    return buf.getvalue()

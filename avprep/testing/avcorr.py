@@ -144,37 +144,24 @@ def load_annotations(corpus_dir: str) -> dict[str, dict]:
 
 def clip_sample(clip: AVClip, key: str, source_path: str, quality: int = 90) -> dict:
     """A format-v1 sample for `clip` (whole clip, one segment, frames as generated)."""
-    import cv2
     from avprep.audio import mel_of_signal
     from avprep.config import AudioConfig
+    from avprep.shards import FORMAT_VERSION, encode_jpegs, npy_bytes
 
     cfg = AudioConfig(sample_rate=clip.sample_rate)
     k = int(round(clip.sample_rate / (cfg.hop_length * clip.fps)))
     n = clip.frames.shape[0]
     mel = mel_of_signal(clip.audio, cfg)[:, :n * k]
-    parts, offsets = [], [0]
-    for frame in clip.frames:
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-        if not ok:
-            raise RuntimeError("JPEG encoding failed")
-        parts.append(buf.tobytes())
-        offsets.append(offsets[-1] + len(parts[-1]))
-    meta = {"format_version": 1, "key": key, "source": "avcorr", "item_id": key, "split": "train",
+    data, offsets = encode_jpegs(clip.frames, quality)
+    meta = {"format_version": FORMAT_VERSION, "key": key, "source": "avcorr", "item_id": key, "split": "train",
             "source_path": source_path, "segment": 0, "first_frame": 0, "num_frames": n,
             "fps": clip.fps, "width": int(clip.frames.shape[2]), "height": int(clip.frames.shape[1]),
             "start_time": 0.0, "end_time": n / clip.fps, "cut_start": None, "cut_end": None,
             "sample_rate": clip.sample_rate, "hop_length": cfg.hop_length, "n_fft": cfg.n_fft,
             "n_mels": cfg.n_mels, "mel_per_frame": k, "frame_offsets": offsets, "labels": {},
             "extra": {}, "source_video": {}}
-    return {"__key__": key, "frames.mjpeg": b"".join(parts), "mel.npy": _npy(mel.astype(np.float16)),
+    return {"__key__": key, "frames.mjpeg": data, "mel.npy": npy_bytes(mel.astype(np.float16)),
             "json": json.dumps(meta).encode("utf-8")}
-
-
-def _npy(array: np.ndarray) -> bytes:
-    import io
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
 
 
 def write_shards(clips: list[AVClip], out_dir: str, per_shard: int = 16, prefix: str = "avcorr",
