@@ -62,3 +62,40 @@ def _draw_sample(sample: dict, ax_frames, ax_mel, frames_per_row: int) -> None:
     ax_mel.set_xlim(t0, t1)
     ax_mel.set_ylabel("mel band")
     ax_mel.set_xlabel("time (s, shared clock)")
+
+
+def preview_crops(video: str, out_path: str, kind: str = "lips", fps: float = 25.0, size: int = 112,
+                  frames_per_sheet: int = 6) -> dict:
+    """Run the crop stage on the first clip of `video` and draw, for evenly spaced frames,
+    the original frame with its (smoothed) landmarks beside the crop. Returns the crop meta.
+
+    Raises MediaError (e.g. no_face) like a build would record it."""
+    import cv2
+
+    from avprep.clips import iter_clips
+    from avprep.config import AudioConfig, BuildConfig, ClipConfig, CropConfig, VideoConfig
+    from avprep.faces.draw import draw_landmarks
+    from avprep.faces.stage import crop_clip
+    from avprep.items import SourceItem
+
+    crop = CropConfig(kind=kind, size=size)
+    cfg = BuildConfig(video=VideoConfig(fps=fps, short_side=0), audio=AudioConfig(require_audio=False),
+                      clip=ClipConfig(min_frames=1), crop=crop)
+    clip = next(iter_clips(SourceItem(video, "preview", "preview"), cfg))
+    out = crop_clip(clip, crop)
+    landmarks = load_npy(out.members["landmarks.npy"])
+    picks = np.linspace(0, clip.num_frames - 1, min(frames_per_sheet, clip.num_frames)).round().astype(int)
+    h = 240
+    rows = []
+    for i in picks:
+        frame = draw_landmarks(clip.frames[i], landmarks[i])
+        scale = h / frame.shape[0]
+        frame = cv2.resize(frame, (int(round(frame.shape[1] * scale)), h), interpolation=cv2.INTER_AREA)
+        cropped = cv2.resize(out.frames[i], (h, h), interpolation=cv2.INTER_NEAREST)
+        row = np.concatenate([frame, np.full((h, 8, 3), 255, np.uint8), cropped], axis=1)
+        cv2.putText(row, f"{(clip.first_frame + i) / fps:.2f}s", (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
+                    (255, 255, 0), 1, cv2.LINE_AA)
+        rows.append(row)
+    sheet = np.concatenate([np.pad(r, ((0, 8), (0, 0), (0, 0)), constant_values=255) for r in rows], axis=0)
+    cv2.imwrite(out_path, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    return out.meta

@@ -163,6 +163,25 @@ def preview(shards: Annotated[list[str], typer.Argument(help="Shard folder, glob
     typer.echo(f"wrote {out} ({n} samples)")
 
 
+@app.command("preview-crops")
+def preview_crops(video: Annotated[Path, typer.Argument(help="A video with a face.")],
+                  out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path("crops.png"),
+                  kind: Annotated[CropKind, typer.Option(help="lips or face.")] = CropKind.lips,
+                  fps: Annotated[float, typer.Option(help="Frame rate of the crop stage.")] = 25.0,
+                  size: Annotated[int, typer.Option(help="Crop side in pixels.")] = 112) -> None:
+    """Frames with their tracked landmarks drawn, beside the lip or face crops the stage makes."""
+    from avprep.preview import preview_crops as draw
+    from avprep.probe import MediaError
+    if kind == CropKind.none:
+        _fail("--kind must be lips or face")
+    try:
+        meta = draw(str(video), str(out), kind.value, fps, size)
+    except MediaError as e:
+        _fail(f"{e.reason}: {e.message}")
+    typer.echo(f"wrote {out}; detected/tracked/interpolated frames: "
+               f"{meta['detected']}/{meta['tracked']}/{meta['interpolated']}")
+
+
 @app.command()
 def demo(out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the corpus, shards and run.")] = Path("demo_out"),
          videos: Annotated[int, typer.Option(help="Synthetic videos per source.")] = 12,

@@ -72,3 +72,18 @@ def test_dfdc_builds_face_crops_with_labels(tmp_path):
     assert got["aaa.mp4"]["labels"]["label"] == "REAL" and got["bbb.mp4"]["labels"]["label"] == "FAKE"
     for meta in got.values():
         assert meta["crop"]["kind"] == "face" and (meta["width"], meta["height"]) == (128, 128)
+
+
+def test_preview_crops_draws_frames_beside_crops(tmp_path):
+    import cv2
+    out = tmp_path / "crops.png"
+    res = runner.invoke(app, ["preview-crops", str(MEDIA / "grid" / "swwp2s.mpg"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    sheet = cv2.imread(str(out))
+    # 6 rows of (240 px frame at 360x288 -> 300 wide) + 8 px gap + 240 px crop
+    assert sheet.shape[1] == 300 + 8 + 240 and sheet.shape[0] == 6 * (240 + 8)
+    frame_part = sheet[:240, :300].astype(int)
+    assert ((frame_part[..., 1] > 200) & (frame_part[..., 0] < 80) & (frame_part[..., 2] < 80)).sum() > 50  # green landmarks
+    res = runner.invoke(app, ["preview-crops", str(MEDIA / "misc" / "MOT20-05-raw_even_shorter.mp4"),
+                              "--out", str(tmp_path / "none.png")])
+    assert res.exit_code == 2 and "no_face" in res.output
