@@ -70,6 +70,15 @@ def _vid(rng: random.Random) -> str:
     return rng.choice(alphabet[:62]) + "".join(rng.choice(alphabet) for _ in range(10))
 
 
+def _locate(row: Row, folder: str, clip_name: str, whole: bool) -> None:
+    """Point `row` at a whole download `<id>.mp4` (1 s longer than the row's end, for the
+    recipe to cut) or at a pre-cut clip named `clip_name`."""
+    if whole:
+        row.path, row.whole, row.file_seconds = os.path.join(folder, f"{row.vid}.mp4"), True, row.end + 1.0
+    else:
+        row.path, row.file_seconds = os.path.join(folder, clip_name), row.end - row.start
+
+
 def _write(path: str, rng: np.random.Generator, seconds: float, clip_fn: ClipFn, fps: float,
            sample_rate: int, width: int, height: int, codec: str, audio_codec: str) -> None:
     frames, audio = clip_fn(rng, seconds, fps, sample_rate, width, height)
@@ -106,13 +115,7 @@ def make_kinetics_corpus(root: str, n: int = 6, seed: int = 0, layout: str = "pe
         if missing_every and (i + 1) % missing_every == 0:
             continue
         folder = os.path.join(root, label) if (layout == "per_label" and label) else root
-        if whole_downloads:
-            row.path = os.path.join(folder, f"{vid}.mp4")
-            row.whole = True
-            row.file_seconds = end + 1.0
-        else:
-            row.path = os.path.join(folder, f"{vid}_{start:06d}_{end:06d}.mp4")
-            row.file_seconds = float(clip_seconds)
+        _locate(row, folder, f"{vid}_{start:06d}_{end:06d}.mp4", whole_downloads)
         _write(row.path, nrng, row.file_seconds, clip_fn, fps, sample_rate, width, height, codec, audio_codec)
     with open(csv_path, "w", newline="") as f:
         w = csv.writer(f)
@@ -144,13 +147,7 @@ def make_avspeech_corpus(root: str, n: int = 4, seed: int = 0, whole_downloads: 
         corpus.rows.append(row)
         if missing_every and (i + 1) % missing_every == 0:
             continue
-        if whole_downloads:
-            row.path = os.path.join(root, f"{vid}.mp4")
-            row.whole = True
-            row.file_seconds = end + 1.0
-        else:
-            row.path = os.path.join(root, f"{vid}_{start:.6f}_{end:.6f}.mp4")
-            row.file_seconds = clip_seconds
+        _locate(row, root, f"{vid}_{start:.6f}_{end:.6f}.mp4", whole_downloads)
         _write(row.path, nrng, row.file_seconds, clip_fn, fps, sample_rate, width, height, codec, audio_codec)
     with open(csv_path, "w", newline="") as f:
         w = csv.writer(f)
