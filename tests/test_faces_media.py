@@ -137,3 +137,18 @@ def test_cuts_and_faceless_shots_are_reported(grid):
     print(f"hamilton (150 frames, lenient gaps): {meta['detected']} detected, {meta['tracked']} tracked, "
           f"{meta['interpolated']} interpolated, {meta['detector_runs']} detector runs")
     assert meta["interpolated"] > 30 and meta["detected"] + meta["tracked"] + meta["interpolated"] == 150
+
+
+@pytest.mark.parametrize("name", ["indoor_020.png", "indoor_029.png"])
+def test_lip_crop_follows_known_motion_of_300w_stills(name):
+    """A 300-W still animated with known similarity motions: the lip crop moves with it."""
+    frames, motions = _moving(_rgb(MEDIA / "300w" / name), 40, rotate=5.0, zoom=0.06, seed=1)
+    out = crop_frames(frames, 25.0, LIPS)
+    err = quality.motion_error(quality.load_member(out.members["transform.npy"]), motions, 112)
+    print(f"known motion (300-W {name}, 40 frames): crop pixel error mean {err.mean():.2f}, max {err.max():.2f}")
+    assert err.mean() < 1.5 and err.max() < 3.5
+    # control: a crop that ignores the motion errs several times more (so this test can fail)
+    static = crop_frames(np.stack([frames[0]] * 40), 25.0, LIPS)
+    static_err = quality.motion_error(quality.load_member(static.members["transform.npy"]), motions, 112)
+    print(f"  motion ignored: mean {static_err.mean():.2f}")
+    assert static_err.mean() > max(3.0, 5 * err.mean())
