@@ -43,6 +43,19 @@ def BasicBlock1d(cin: int, cout: int, stride: int) -> BasicBlock:
     return BasicBlock(cin, cout, stride, nn.Conv1d, nn.BatchNorm1d)
 
 
+def make_stages(width: int, blocks: tuple[int, ...], strides, block) -> tuple[nn.Sequential, int]:
+    """ResNet stages: stage i has blocks[i] blocks of width*2^i channels, the first one strided.
+    A stage with no blocks is left out (small test models). Returns (layers, out channels)."""
+    layers, cin = [], width
+    for i, (n, s) in enumerate(zip(blocks, strides)):
+        if n == 0:
+            continue
+        cout = width * 2 ** i
+        layers += [block(cin if j == 0 else cout, cout, s if j == 0 else 1) for j in range(n)]
+        cin = cout
+    return nn.Sequential(*layers), cin
+
+
 def stage_strides(output_stride: int) -> list[int]:
     """Spatial strides of stages 1-4 for a given total output stride (stem+pool give 4)."""
     table = {8: [1, 2, 1, 1], 16: [1, 2, 2, 1], 32: [1, 2, 2, 2]}
@@ -61,15 +74,7 @@ class ResNet3d(nn.Module):
             nn.Conv3d(3, width, (stem_kt, 7, 7), (1, 2, 2), (stem_kt // 2, 3, 3), bias=False),
             nn.BatchNorm3d(width), nn.ReLU(inplace=True),
             nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)))
-        layers, cin = [], width
-        for i, (n, s) in enumerate(zip(blocks, stage_strides(output_stride))):
-            if n == 0:          # a stage with no blocks is left out (small test models)
-                continue
-            cout = width * 2 ** i
-            layers += [BasicBlock3d(cin if j == 0 else cout, cout, s if j == 0 else 1) for j in range(n)]
-            cin = cout
-        self.layers = nn.Sequential(*layers)
-        self.out_channels = cin
+        self.layers, self.out_channels = make_stages(width, blocks, stage_strides(output_stride), BasicBlock3d)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(self.stem(x))
@@ -84,15 +89,7 @@ class ResNet1d(nn.Module):
         self.input_bn = nn.BatchNorm1d(n_mels)   # log-mel dB values are far from unit scale
         self.stem = nn.Sequential(nn.Conv1d(n_mels, width, 7, 1, 3, bias=False),
                                   nn.BatchNorm1d(width), nn.ReLU(inplace=True))
-        layers, cin = [], width
-        for i, (n, s) in enumerate(zip(blocks, strides)):
-            if n == 0:
-                continue
-            cout = width * 2 ** i
-            layers += [BasicBlock1d(cin if j == 0 else cout, cout, s if j == 0 else 1) for j in range(n)]
-            cin = cout
-        self.layers = nn.Sequential(*layers)
-        self.out_channels = cin
+        self.layers, self.out_channels = make_stages(width, blocks, strides, BasicBlock1d)
 
     def forward(self, mel: Tensor) -> Tensor:
         return self.layers(self.stem(self.input_bn(mel)))
