@@ -1,6 +1,8 @@
 """Contact sheets: frames along time with the mel spectrogram under them on the same axis."""
 from __future__ import annotations
 
+from contextlib import closing
+
 import numpy as np
 
 from avprep.shards import decode_jpegs, load_npy
@@ -81,7 +83,8 @@ def preview_crops(video: str, out_path: str, kind: str = "lips", fps: float = 25
     crop = CropConfig(kind=kind, size=size)
     cfg = BuildConfig(video=VideoConfig(fps=fps, short_side=0), audio=AudioConfig(require_audio=False),
                       clip=ClipConfig(min_frames=1), crop=crop)
-    clip = next(iter_clips(SourceItem(video, "preview", "preview"), cfg))
+    with closing(iter_clips(SourceItem(video, "preview", "preview"), cfg)) as clips:
+        clip = next(clips)           # closing stops the ffmpeg processes of the other segments
     out = crop_clip(clip, crop)
     landmarks = load_npy(out.members["landmarks.npy"])
     picks = np.linspace(0, clip.num_frames - 1, min(frames_per_sheet, clip.num_frames)).round().astype(int)
