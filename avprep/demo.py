@@ -69,7 +69,8 @@ def train_demo(shards_dir: str, run_dir: str, steps: int, num_shards: int, echo)
     from glcm.train import train
     # the learning test's settings (tests/test_glcm_learning.py): small receptive field for 64 px frames
     cfg = load_config(preset="tiny", overrides=[f"train.steps={steps}", "train.device=cpu", "train.lr=0.002",
-                                                "model.blocks=1,1,0,0", "train.threads=1",
+                                                "model.blocks=1,1,0,0", "model.output_stride=4",
+                                                "train.threads=1",
                                                 "train.checkpoint_every=100", "data.workers=1"])
     spec = os.path.join(shards_dir, f"k-av-{{000000..{num_shards - 1:06d}}}.tar")
     echo(f"[4/4] glcm train --preset tiny on {spec} for {steps} steps (CPU) -> {run_dir}")

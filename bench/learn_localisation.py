@@ -2,12 +2,13 @@
 localisation (cIoU, pointing) and synchrony on held-out clips.
 
     .venv/bin/python bench/learn_localisation.py --size 64 --obj 22 --crop 48 --steps 300   # the test's setting
-    .venv/bin/python bench/learn_localisation.py --size 96 --obj 33 --crop 72 --steps 300
+    .venv/bin/python bench/learn_localisation.py ... --set model.output_stride=8           # the coarser 8x8 grid
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -30,6 +31,8 @@ def main() -> None:
     ap.add_argument("--obj", type=int, default=22, help="object side in pixels")
     ap.add_argument("--crop", type=int, default=48, help="training crop (multiple of 8)")
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--set", action="append", default=[], help="extra config override, e.g. model.output_stride=8")
+    ap.add_argument("--curves", help="copy the run's curves.png here")
     args = ap.parse_args()
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
@@ -38,7 +41,7 @@ def main() -> None:
                             prefix="train", annotations=False)
         avcorr.write_shards(avcorr.make_clips(32, seed=2, obj=args.obj, size=args.size), str(root), per_shard=32,
                             prefix="test")
-        overrides = [o.replace("STEPS", str(args.steps)) for o in OVERRIDES] + [f"data.crop={args.crop}"]
+        overrides = [o.replace("STEPS", str(args.steps)) for o in OVERRIDES] + [f"data.crop={args.crop}"] + args.set
         cfg = load_config(preset="tiny", overrides=overrides)
         clips = load_eval_clips(str(root / "test-000000.tar"), avcorr.load_annotations(str(root)),
                                 crop=args.size, shift=8)
@@ -49,6 +52,8 @@ def main() -> None:
         trainer = Trainer(cfg, torch.device("cpu"))
         trainer.load(root / "run" / "checkpoint.pt")
         after = evaluate(trainer.model, clips)
+        if args.curves:
+            shutil.copy(root / "run" / "curves.png", args.curves)
     for name, r in (("untrained", before), ("trained", after)):
         r.pop("ious")
         print(name, json.dumps({k: round(v, 3) for k, v in r.items()}))

@@ -28,7 +28,7 @@ class ModelConfig:
     n_mels: int = 80
     mel_per_frame: int = 10         # mel columns per video frame (k in docs/format.md)
     stem_kt: int = 3                # temporal kernel of the visual stems (never strided in time)
-    output_stride: int = 8          # spatial stride of the visual grids: 8, 16 or 32
+    output_stride: int = 8          # spatial stride of the visual grids: 4, 8, 16 or 32
     global_stride: int = 4          # the global path takes every n-th frame (32 -> 8)
     audio_steps_per_frame: int = 3  # M: audio steps per visual step (paper: window of 3)
     audio_layer_strides: tuple[int, ...] = (1, 2, 1, 1)  # temporal strides of the audio stages
@@ -119,7 +119,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 CHOICES = {
-    "model.output_stride": (8, 16, 32),
+    "model.output_stride": (4, 8, 16, 32),
     "loss.direction": ("joint", "symmetric", "anchor"),
     "train.schedule": ("cosine", "constant"),
     "train.precision": ("auto", "bf16", "fp32"),
@@ -202,8 +202,8 @@ def validate(cfg: GLCMConfig) -> GLCMConfig:
         raise ConfigError("model.blocks and model.audio_layer_strides need 4 entries")
     if m.blocks[0] < 1 or min(m.blocks) < 0:
         raise ConfigError("model.blocks: stage 1 needs a block; counts cannot be negative")
-    if m.output_stride != 8 and 0 in m.blocks[2:]:
-        raise ConfigError("model.blocks: stages 3-4 may be left out (0) only with output_stride 8")
+    if m.output_stride > 8 and 0 in m.blocks[2:]:
+        raise ConfigError("model.blocks: stages 3-4 may be left out (0) only with output_stride 4 or 8")
     if d.frames % m.global_stride:
         raise ConfigError("data.frames must be a multiple of model.global_stride")
     if d.crop % m.output_stride:

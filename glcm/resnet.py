@@ -1,8 +1,8 @@
 """Hand-written ResNet-18 backbones: 3-D (video) and 1-D (mel as an 80-channel signal).
 
 Neither ever strides in time, so a 32-frame clip keeps 32 time steps. The 3-D net's
-spatial stride is `output_stride` (8, 16 or 32): stem /2, max-pool /2, stage 2 /2, and
-stages 3 and 4 stride 2 only when the output stride asks for it. A stage with 0 blocks is
+spatial stride is `output_stride` (4, 8, 16 or 32): stem /2, max-pool /2, then stages 2,
+3 and 4 stride 2 only as far as the output stride asks for it. A stage with 0 blocks is
 left out (small receptive fields for tiny test models); the spatial stride then drops
 with it unless the output stride is 8.
 """
@@ -58,9 +58,9 @@ def make_stages(width: int, blocks: tuple[int, ...], strides, block) -> tuple[nn
 
 def stage_strides(output_stride: int) -> list[int]:
     """Spatial strides of stages 1-4 for a given total output stride (stem+pool give 4)."""
-    table = {8: [1, 2, 1, 1], 16: [1, 2, 2, 1], 32: [1, 2, 2, 2]}
+    table = {4: [1, 1, 1, 1], 8: [1, 2, 1, 1], 16: [1, 2, 2, 1], 32: [1, 2, 2, 2]}
     if output_stride not in table:
-        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+        raise ValueError(f"output_stride must be 4, 8, 16 or 32, got {output_stride}")
     return table[output_stride]
 
 

@@ -18,8 +18,9 @@ from glcm.train import Trainer, train
 pytestmark = pytest.mark.slow
 
 # The "tiny" preset, with stages 3-4 left out: a receptive field (~51 px) smaller than the
-# 64 px frames, so that grid cells can tell where things are after a minute of training.
-OVERRIDES = ["model.blocks=1,1,0,0", "train.lr=0.002", "train.steps=STEPS", "train.log_every=10",
+# 64 px frames, so that grid cells can tell where things are after two minutes of training;
+# output stride 4 gives the paper's 16x16 grid on them.
+OVERRIDES = ["model.blocks=1,1,0,0", "model.output_stride=4", "train.lr=0.002", "train.steps=STEPS", "train.log_every=10",
              "train.checkpoint_every=100000", "train.threads=1", "data.workers=1"]
 STEPS = 300
 
@@ -57,5 +58,7 @@ def test_local_path_tells_aligned_from_shifted_audio(result):
 def test_attention_points_at_the_sounding_object(result):
     before, after, _ = result
     # chance: one object in three; the untrained map points nowhere in particular
-    assert after["pointing"] >= 0.6 and after["pointing"] >= before["pointing"] + 0.25
-    assert after["ciou_mean"] >= 0.3 and after["ciou_mean"] > before["ciou_mean"] + 0.25
+    assert after["pointing"] >= 0.8 and after["pointing"] >= before["pointing"] + 0.5
+    # the brief: cIoU >= 0.5 on most held-out clips
+    assert after["ciou_at_0.5"] > 0.55 and after["ciou_mean"] >= 0.45
+    assert after["ciou_mean"] > before["ciou_mean"] + 0.35
