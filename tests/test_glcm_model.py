@@ -115,7 +115,7 @@ def test_config_overrides_and_errors(tmp_path):
     cfg = load_config(path, ["model.l2_norm=false", "train.steps=5"])
     assert (cfg.model.width, cfg.model.blocks, cfg.model.l2_norm, cfg.train.lr, cfg.train.steps) == \
         (16, (1, 1, 2, 2), False, 0.01, 5)
-    for bad in (["model.nope=1"], ["model.width=abc"], ["model.width"], ["model.output_stride=4"],
+    for bad in (["model.nope=1"], ["model.width=abc"], ["model.width"], ["model.output_stride=2"],
                 ["model.l2_norm=maybe"], ["loss.direction=sideways"]):
         with pytest.raises(ConfigError):
             load_config(overrides=bad)
