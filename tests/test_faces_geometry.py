@@ -7,7 +7,7 @@ import pytest
 from avprep.config import ConfigError, CropConfig
 from avprep.faces import align, draw_landmarks
 from avprep.faces.stage import FaceOptions, crop_frames, crops_from_track, options_for
-from avprep.faces.temporal import fill_gaps, smooth, smooth_poly
+from avprep.faces.temporal import fill_gaps, smooth_poly
 from avprep.faces.track import DETECTED, MISSING, Track
 from avprep.probe import MediaError
 
@@ -82,14 +82,6 @@ def test_fill_gaps_interpolates_and_refuses_long_gaps():
         fill_gaps(np.full((3, 1), np.nan), max_gap=5)
 
 
-def test_smooth_keeps_linear_motion_and_reduces_noise():
-    t = np.arange(50, dtype=float)[:, None]
-    assert np.allclose(smooth(3 * t + 1, 2.5), 3 * t + 1)
-    noisy = np.random.default_rng(1).normal(size=(200, 1))
-    assert smooth(noisy, 2.0).std() < 0.5 * noisy.std()
-    assert np.allclose(smooth(np.ones((2, 3)), 4.0), 1.0)
-
-
 def test_smooth_poly_follows_curved_motion_and_reduces_noise():
     t = np.arange(60, dtype=float)
     curve = np.column_stack([0.02 * t ** 2 - t, 5 * np.sin(t / 8)])
@@ -97,6 +89,9 @@ def test_smooth_poly_follows_curved_motion_and_reduces_noise():
     noise = np.random.default_rng(2).normal(size=(300, 2))
     assert smooth_poly(noise, 4).std() < 0.7 * noise.std()
     assert np.array_equal(smooth_poly(curve, 0), curve)
+    t1 = np.arange(50, dtype=float)[:, None]
+    assert np.allclose(smooth_poly(3 * t1 + 1, 3), 3 * t1 + 1)      # linear motion, ends included
+    assert np.allclose(smooth_poly(np.ones((2, 3)), 4), 1.0)         # too short to fit: unchanged
 
 
 def _track(points):

@@ -40,25 +40,6 @@ def fill_gaps(points: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray]
     return filled.reshape(points.shape), ~valid
 
 
-def smooth(track: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian smoothing along axis 0 (sigma in frames); ends padded by odd reflection,
-    so constant velocity passes through unchanged."""
-    if sigma <= 0 or track.shape[0] < 2:
-        return track.copy()
-    t_len = track.shape[0]
-    radius = min(int(np.ceil(3 * sigma)), t_len - 1)
-    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    kernel /= kernel.sum()
-    flat = track.reshape(t_len, -1)
-    head = 2 * flat[:1] - flat[radius:0:-1]
-    tail = 2 * flat[-1:] - flat[-2:-radius - 2:-1]
-    padded = np.concatenate([head, flat, tail])
-    out = np.empty_like(flat)
-    for j in range(flat.shape[1]):
-        out[:, j] = np.convolve(padded[:, j], kernel, mode="valid")
-    return out.reshape(track.shape)
-
-
 def smooth_poly(track: np.ndarray, half_window: int, order: int = 2) -> np.ndarray:
     """Savitzky-Golay smoothing along axis 0: a degree-`order` least-squares fit over
     +-half_window frames, evaluated at each frame (windows shrink at the ends).
