@@ -48,30 +48,15 @@ def iter_clips(item: SourceItem, cfg: BuildConfig, info: MediaInfo | None = None
         if info.audio is not None else None
     made = decoded = usable = 0
     try:
-        frames: list[np.ndarray] = []
-        first = 0
-        for n, frame in iter_frames(item.path, info, fps, geometry, item.start, item.end, cfg.decode_threads,
-                                    deadline):
-            if frames and n != first + len(frames):
-                raise MediaError("decode_error", f"frame numbers jump from {first + len(frames) - 1} to {n}")
-            if not frames:
-                first = n
-            frames.append(frame)
-            decoded += 1
-            if len(frames) == seg_len:
-                clip, count = _make_clip(item, made, first, frames, audio, info, cfg)
-                usable += count
-                frames = []
-                if clip is None:
-                    break
-                made += 1
-                yield clip
-        if frames:
-            clip, count = _make_clip(item, made, first, frames, audio, info, cfg)
+        frames = iter_frames(item.path, info, fps, geometry, item.start, item.end, cfg.decode_threads, deadline)
+        for first, segment in _segments(frames, seg_len):
+            decoded += len(segment)
+            clip, count = _make_clip(item, made, first, segment, audio, info, cfg)
             usable += count
-            if clip is not None:
-                made += 1
-                yield clip
+            if clip is None:    # too short: the audio ended (or the input did)
+                break
+            made += 1
+            yield clip
     finally:
         if audio is not None:
             audio.close()
@@ -81,6 +66,24 @@ def iter_clips(item: SourceItem, cfg: BuildConfig, info: MediaInfo | None = None
         covered = f" ({decoded} decoded, the audio covers {usable})" if usable < decoded else ""
         raise MediaError("too_short", f"{usable} frames at {fps:g} fps{covered} < min_frames "
                                       f"{cfg.clip.min_frames}")
+
+
+def _segments(frames: Iterator[tuple[int, np.ndarray]], seg_len: int) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """Group (frame number, frame) into runs of `seg_len` consecutive frames (the last may be
+    shorter): yields (first frame number, frames)."""
+    run: list[np.ndarray] = []
+    first = 0
+    for n, frame in frames:
+        if run and n != first + len(run):
+            raise MediaError("decode_error", f"frame numbers jump from {first + len(run) - 1} to {n}")
+        if not run:
+            first = n
+        run.append(frame)
+        if len(run) == seg_len:
+            yield first, run
+            run = []
+    if run:
+        yield first, run
 
 
 def _make_clip(item: SourceItem, segment: int, first: int, frames: list[np.ndarray],
