@@ -42,17 +42,25 @@ def shared_files() -> list[str]:
     return [f for f in files if os.path.exists(f)]
 
 
+def lavfi_video(path: str, size: str, rate: int, seconds: float, tone_hz: int, sample_rate: int,
+               channels: int, preset: str) -> str:
+    """An h264/aac file of ffmpeg's testsrc2 pattern with a sine tone."""
+    dur = f"{seconds:g}"
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+                    "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={dur}",
+                    "-f", "lavfi", "-i", f"sine=frequency={tone_hz}:sample_rate={sample_rate}:duration={dur}",
+                    "-ac", str(channels), "-c:v", "libx264", "-preset", preset, "-crf", "23", "-c:a", "aac",
+                    "-shortest", path], check=True)
+    return path
+
+
 def kinetics_like_files(tmp: str) -> list[str]:
     """10 s h264/aac clips at 360p and 720p, like typical Kinetics/AVSpeech inputs."""
     out = []
     for i, (size, rate, sr) in enumerate((("640x360", 30, 44100), ("1280x720", 25, 48000),
                                           ("640x360", 30, 44100), ("1280x720", 25, 48000))):
         path = os.path.join(tmp, f"clip{i}_{size}.mp4")
-        subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                        f"testsrc2=size={size}:rate={rate}:duration=10", "-f", "lavfi", "-i",
-                        f"sine=frequency={300 + 100 * i}:sample_rate={sr}:duration=10", "-ac", "2",
-                        "-c:v", "libx264", "-preset", "fast", "-crf", "23", "-c:a", "aac", path], check=True)
-        out.append(path)
+        out.append(lavfi_video(path, size, rate, 10, 300 + 100 * i, sr, channels=2, preset="fast"))
     return out
 
 
@@ -114,12 +122,8 @@ def peak_memory_long_input(minutes: float, echo) -> float:
     """Max RSS of one avprep worker process building a `minutes`-long video."""
     import sys
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "long.mp4")
-        dur = f"{minutes * 60:g}"
-        subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
-                        f"testsrc2=size=320x240:rate=25:duration={dur}", "-f", "lavfi", "-i",
-                        f"sine=frequency=440:sample_rate=44100:duration={dur}", "-c:v", "libx264", "-preset",
-                        "ultrafast", "-c:a", "aac", "-shortest", path], check=True)
+        path = lavfi_video(os.path.join(tmp, "long.mp4"), "320x240", 25, minutes * 60, 440, 44100,
+                          channels=1, preset="ultrafast")
         code = ("import resource,sys; from avprep.bench import avprep_one; from avprep.config import BuildConfig;"
                 "avprep_one(sys.argv[1], BuildConfig());"
                 "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
