@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from avprep import pipeline
 from avprep.testing import avcorr
-
-pipeline = pytest.importorskip("avprep.pipeline")
 
 
 @pytest.fixture(scope="module")
