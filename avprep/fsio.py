@@ -45,6 +45,31 @@ def temp_owner_pid(name: str) -> int | None:
     return None
 
 
+def temp_target(name: str) -> str | None:
+    """The file name a `temp_path` name (`.<target>.<pid>.<hex>.tmp`) stands for, else None."""
+    if not is_temp_name(name):
+        return None
+    parts = name[1:-len(TMP_SUFFIX)].rsplit(".", 2)
+    if len(parts) == 3 and parts[0] and parts[1].isdigit() and len(parts[2]) == 8 \
+            and all(c in "0123456789abcdef" for c in parts[2]):
+        return parts[0]
+    return None
+
+
+def remove_stale_temps(folder: str | os.PathLike, targets: set[str]) -> list[str]:
+    """Remove the temporary files `temp_path` made for the names in `targets` (leftovers of a
+    killed run) and nothing else; returns the removed names. Call it only while holding the
+    folder's OutputLock: another run's writer could otherwise be writing one of them."""
+    removed = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if temp_target(entry.name) in targets and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(entry.path)
+                removed.append(entry.name)
+    return sorted(removed)
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike, mode: str = "wb", fsync: bool = True) -> Iterator[IO]:
     """Open a temporary file for writing; on success it is fsynced and renamed to `path`.
@@ -127,7 +152,10 @@ class OutputLock:
     def acquire(self) -> "OutputLock":
         import fcntl
         make_output_dir(self.folder)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:      # e.g. a read-only folder that os.access let through (root)
+            raise OutputError(describe_os_error(exc, self.path)) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

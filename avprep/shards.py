@@ -1,14 +1,16 @@
 """Encoding clips as WebDataset samples and writing reproducible tar shards."""
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import json
-import os
 
 import cv2
 import numpy as np
 import webdataset as wds
 
+from avprep import fsio
 from avprep.clips import Clip
 from avprep.config import BuildConfig
 
@@ -111,42 +113,76 @@ def encode_clip(clip: Clip, cfg: BuildConfig, source_path: str, frames: np.ndarr
 
 
 class ShardWriter:
-    """Writes samples into `path` via a temporary file; `commit()` renames it into place.
+    """Writes samples into `path` through `fsio.atomic_writer` (a temporary name unique to this
+    process); `commit()` fsyncs and renames it into place, `abort()` removes it.
 
-    webdataset's TarWriter with mtime 0 and fixed owner names: byte-reproducible tars.
+    webdataset's TarWriter with mtime 0 and fixed owner names: byte-reproducible tars. The
+    byte count and sha256 of the tar are kept for the shard's stats. An OS error (full disk,
+    read-only folder) removes the temporary file and is an OutputError naming the path.
     """
 
     def __init__(self, path: str):
-        folder, name = os.path.split(path)
         self.path = path
-        self.tmp_path = os.path.join(folder, f".{name}.tmp")
-        self._file = open(self.tmp_path, "wb")
-        self._tar = wds.TarWriter(self._file, user="avprep", group="avprep", mtime=0, encoder=False)
+        self._target = fsio.atomic_writer(path, "wb")
+        file = self._target.__enter__()
+        self.tmp_path = file.name
+        self._out = _HashingFile(file)
+        self._tar = wds.TarWriter(self._out, user="avprep", group="avprep", mtime=0, encoder=False)
         self.count = 0
 
+    @property
+    def nbytes(self) -> int:
+        return self._out.nbytes
+
+    @property
+    def sha256(self) -> str:
+        return self._out.sha.hexdigest()
+
     def write(self, sample: dict) -> None:
-        self._tar.write(sample)
+        try:
+            self._tar.write(sample)
+        except OSError as exc:
+            self.abort()
+            raise fsio.OutputError(fsio.describe_os_error(exc, self.path)) from exc
         self.count += 1
 
     def commit(self) -> None:
-        self._tar.close()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self.tmp_path, self.path)
+        try:
+            self._tar.close()
+        except OSError as exc:
+            self.abort()
+            raise fsio.OutputError(fsio.describe_os_error(exc, self.path)) from exc
+        target, self._target = self._target, None
+        target.__exit__(None, None, None)    # flush, fsync, rename; OutputError on failure
 
     def abort(self) -> None:
-        self._tar.close()
-        self._file.close()
-        if os.path.exists(self.tmp_path):
-            os.remove(self.tmp_path)
+        """Drop the temporary file (safe to call twice, or after commit)."""
+        if self._target is not None:
+            target, self._target = self._target, None
+            with contextlib.suppress(Exception):   # the tar's end blocks go to the doomed temp file
+                self._tar.close()
+            target.__exit__(_Aborted, _Aborted(), None)
+
+
+class _HashingFile:
+    """The stream TarWriter writes to: passes bytes on, counting and hashing them."""
+
+    def __init__(self, file):
+        self.file = file
+        self.sha = hashlib.sha256()
+        self.nbytes = 0
+
+    def write(self, data: bytes) -> int:
+        self.file.write(data)
+        self.sha.update(data)
+        self.nbytes += len(data)
+        return len(data)
+
+
+class _Aborted(Exception):
+    pass
 
 
 def write_json_atomic(path: str, obj) -> None:
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Kept for old callers: `fsio.atomic_write_json`."""
+    fsio.atomic_write_json(path, obj)
