@@ -73,9 +73,8 @@ def bare_decode(path: str, cfg: BuildConfig) -> None:
 
 
 def avprep_one(path: str, cfg: BuildConfig) -> None:
-    from avprep.pipeline import ShardTask, process_item
-    task = ShardTask(0, (), "", "", cfg)
-    outcome, _ = process_item(SourceItem(path, "bench", os.path.basename(path)), task)
+    from avprep.pipeline import process_item
+    outcome, _ = process_item(SourceItem(path, "bench", os.path.basename(path)), cfg)
     if outcome["status"] != "ok":
         raise RuntimeError(f"{path}: {outcome['reason']}: {outcome['message']}")
 

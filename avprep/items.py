@@ -17,6 +17,8 @@ class SourceItem:
     split: str | None = None        # "train", "val", "test", ...
     extra: dict = field(default_factory=dict)    # JSON-able extras (AVSpeech face centre, transcripts)
     missing: bool = False           # the recipe listed it but the file is not there
+    failed: tuple[str, str] | None = None   # (reason, message): known to fail before decoding
+                                            # (an unreadable folder, a duplicate sample key)
 
     def key_stem(self) -> str:
         """A WebDataset-safe key part (no dots or slashes), unique per item_id."""

@@ -2,24 +2,39 @@
 
 A shard task is a pure function of its slice of the input list and the config, so the
 result does not depend on the worker count or on interruptions. No exception escapes a
-task: every input ends as ok, failed or missing, with a reason stored as data.
+task for bad input: every input ends as ok, failed or missing, with a reason stored as
+data. An output problem (full disk, read-only folder) is not the input's fault: it stops
+the build with one line (fsio.OutputError) and the finished shards stay for the rerun.
+
+The build holds the output folder's lock (`OUT/.lock`) from start to end, so two builds
+never write into one folder; every file is written through avprep.fsio (a temporary name
+unique to the writing process, fsync, rename).
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
+import errno
+import hashlib
 import json
 import os
+import tarfile
+import tempfile
 import time
 import traceback
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
+from avprep import fsio
 from avprep.clips import Clip, iter_clips
 from avprep.config import BuildConfig, ConfigError, validate
 from avprep.items import SourceItem
 from avprep.probe import MediaError
-from avprep.shards import FORMAT_VERSION, ShardWriter, encode_clip, write_json_atomic
+from avprep.shards import FORMAT_VERSION, ShardWriter, encode_clip
+
+TABLES = ("plan.json", "outcomes.jsonl", "failures.csv", "summary.json", "manifest.json")
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -42,9 +57,6 @@ class ShardTask:
     def stats_path(self) -> str:
         return os.path.join(self.out_dir, self.name + ".stats.json")
 
-    def finished(self) -> bool:
-        return os.path.exists(self.stats_path) and os.path.exists(self.tar_path)
-
 
 def plan_shards(items: Sequence[SourceItem], cfg: BuildConfig, out_dir: str, root: str) -> list[ShardTask]:
     n = cfg.videos_per_shard
@@ -55,11 +67,12 @@ def plan_shards(items: Sequence[SourceItem], cfg: BuildConfig, out_dir: str, roo
 
 def run_shard(task: ShardTask) -> dict:
     """Write one shard and its stats; returns the stats. Never raises for bad input."""
+    _remove(task.stats_path)        # an old stats file must not vouch for the new tar
     writer = ShardWriter(task.tar_path)
     outcomes = []
     try:
         for item in task.items:
-            outcome, samples = process_item(item, task)
+            outcome, samples = process_item(item, task.cfg, task.root)
             for sample in samples:
                 writer.write(sample)
             outcomes.append(outcome)
@@ -67,34 +80,50 @@ def run_shard(task: ShardTask) -> dict:
     except BaseException:
         writer.abort()
         raise
-    stats = shard_stats(task, outcomes, writer.count)
-    write_json_atomic(task.stats_path, stats)
+    stats = shard_stats(task, outcomes, writer)
+    fsio.atomic_write_json(task.stats_path, stats)
     return stats
 
 
-def process_item(item: SourceItem, task: ShardTask) -> tuple[dict, list[dict]]:
-    """All samples of one input, or none: an input is ok or failed as a whole."""
-    rel = _relpath(item.path, task.root)
+def process_item(item: SourceItem, cfg: BuildConfig, root: str = "") -> tuple[dict, list[dict]]:
+    """All samples of one input, or none: an input is ok or failed as a whole.
+
+    `root` is the folder the stored source path is relative to. A full disk raises
+    OutputError (it is not the input's fault); any other error is recorded."""
+    rel = _relpath(item.path, root)
     outcome = {"item_id": item.item_id, "source": item.source, "path": rel, "split": item.split,
                "status": "ok", "reason": None, "message": None, "samples": 0, "seconds": 0.0}
     if item.missing:
         outcome.update(status="missing", reason="missing", message="file listed by the recipe is not there")
         return outcome, []
+    if item.failed:
+        outcome.update(status="failed", reason=item.failed[0], message=item.failed[1])
+        return outcome, []
     samples = []
     try:
-        for clip in iter_clips(item, task.cfg):
-            samples.append(_encode(clip, task.cfg, rel))
+        for clip in iter_clips(item, cfg):
+            samples.append(_encode(clip, cfg, rel))
             outcome["seconds"] += clip.num_frames / clip.fps
     except MediaError as e:
         outcome.update(status="failed", reason=e.reason, message=e.message)
         return outcome, []
+    except fsio.OutputError:
+        raise
+    except OSError as e:
+        if e.errno in DISK_FULL:
+            raise fsio.OutputError(fsio.describe_os_error(e, e.filename or tempfile.gettempdir())) from e
+        return _error(outcome, e), []
     except Exception as e:  # a worker boundary: an unexpected error is recorded, not raised
-        outcome.update(status="failed", reason="error", message=f"{type(e).__name__}: {e}",
-                       traceback=traceback.format_exc(limit=6))
-        return outcome, []
+        return _error(outcome, e), []
     outcome["samples"] = len(samples)
     outcome["seconds"] = round(outcome["seconds"], 3)
     return outcome, samples
+
+
+def _error(outcome: dict, e: BaseException) -> dict:
+    outcome.update(status="failed", reason="error", message=f"{type(e).__name__}: {e}",
+                   traceback=traceback.format_exc(limit=6))
+    return outcome
 
 
 def _encode(clip: Clip, cfg: BuildConfig, rel: str) -> dict:
@@ -116,12 +145,57 @@ def _relpath(path: str, root: str) -> str:
     return path if rel.startswith("..") else rel
 
 
-def shard_stats(task: ShardTask, outcomes: list[dict], num_samples: int) -> dict:
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise fsio.OutputError(fsio.describe_os_error(exc, path)) from exc
+
+
+def shard_stats(task: ShardTask, outcomes: list[dict], writer: ShardWriter) -> dict:
     counts = Counter(o["status"] for o in outcomes)
     return {"shard": task.name + ".tar", "index": task.index, "inputs": len(outcomes),
-            "samples": num_samples, "ok": counts["ok"], "failed": counts["failed"],
-            "missing": counts["missing"], "seconds": round(sum(o["seconds"] for o in outcomes), 3),
-            "outcomes": outcomes}
+            "samples": writer.count, "tar_bytes": writer.nbytes, "tar_sha256": writer.sha256,
+            "ok": counts["ok"], "failed": counts["failed"], "missing": counts["missing"],
+            "seconds": round(sum(o["seconds"] for o in outcomes), 3), "outcomes": outcomes}
+
+
+# ---------------------------------------------------------------- finished shards
+
+def finished_stats(task: ShardTask, count_samples: bool = True) -> dict | None:
+    """The shard's stats if it is finished, else None.
+
+    Finished: its stats file reads, names this shard and its number of inputs, and the tar
+    exists with the byte size the stats record (`tar_bytes`); with `count_samples` the tar's
+    headers must also hold the recorded number of samples."""
+    try:
+        with open(task.stats_path, encoding="utf-8") as f:
+            stats = json.load(f)
+        size = os.path.getsize(task.tar_path)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(stats, dict) or stats.get("shard") != task.name + ".tar" \
+            or stats.get("inputs") != len(task.items) or stats.get("tar_bytes") != size:
+        return None
+    if count_samples and count_tar_samples(task.tar_path) != stats.get("samples"):
+        return None
+    return stats
+
+
+def count_tar_samples(path: str) -> int | None:
+    """Samples in a shard (runs of members with one key), reading headers only; None if unreadable."""
+    count, last = 0, None
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for member in tar:
+                key = member.name.split(".", 1)[0]
+                if key != last:
+                    count, last = count + 1, key
+    except (OSError, tarfile.TarError):
+        return None
+    return count
 
 
 # ---------------------------------------------------------------- executors
@@ -162,7 +236,14 @@ def run_ray(tasks: list[ShardTask], address: str, on_done: Callable[[dict], None
     try:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            on_done(ray.get(done[0]))
+            try:
+                stats = ray.get(done[0])
+            except Exception as e:      # a task's OutputError arrives wrapped, with its traceback
+                cause = getattr(e, "cause", None)
+                if isinstance(cause, fsio.OutputError):
+                    raise fsio.OutputError(str(cause)) from None
+                raise
+            on_done(stats)
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
@@ -182,58 +263,156 @@ class BuildResult:
 def build_dataset(items: Sequence[SourceItem], out_dir: str, cfg: BuildConfig, *, workers: int | None = None,
                   ray_address: str | None = None, root: str = "", recipe: str = "custom",
                   progress: bool = True) -> BuildResult:
-    """Build (or resume) shards for `items` in `out_dir`."""
+    """Build (or resume) shards for `items` in `out_dir`, holding its lock throughout.
+
+    Raises ConfigError for a resume that is not the same build, fsio.OutputError for an
+    output folder in use, unwritable or full (finished shards are kept for the rerun)."""
     validate(cfg)
-    items = list(items)
-    _check_keys(items)
-    os.makedirs(out_dir, exist_ok=True)
-    tasks = plan_shards(items, cfg, out_dir, root)
-    _check_plan(out_dir, cfg, recipe, items, len(tasks))
-    _remove_stale_tmp(out_dir)
-    todo = [t for t in tasks if not t.finished()]
-    bar = _Progress(len(items), sum(len(t.items) for t in tasks if t not in todo), progress)
-    try:
-        if ray_address:
-            run_ray(todo, ray_address, bar.update)
-        else:
-            run_local(todo, workers or os.cpu_count() or 1, bar.update)
-    finally:
-        bar.close()
-    summary = finalize(tasks, out_dir, cfg, recipe)
+    items = mark_duplicate_keys(list(items), root)
+    with fsio.OutputLock(out_dir, "avprep build"):
+        tasks = plan_shards(items, cfg, out_dir, root)
+        _check_plan(out_dir, make_plan(items, cfg, recipe, root, len(tasks)), tasks)
+        fsio.remove_stale_temps(out_dir, output_names(tasks))
+        todo = [t for t in tasks if finished_stats(t) is None]
+        bar = _Progress(len(items), len(items) - sum(len(t.items) for t in todo), progress)
+        try:
+            if ray_address:
+                run_ray(todo, ray_address, bar.update)
+            else:
+                run_local(todo, workers or os.cpu_count() or 1, bar.update)
+        finally:
+            bar.close()
+        summary = finalize(tasks, out_dir, cfg, recipe)
     return BuildResult(out_dir, [t.tar_path for t in tasks], summary)
 
 
-def _check_keys(items: list[SourceItem]) -> None:
-    seen: dict[str, str] = {}
+def mark_duplicate_keys(items: list[SourceItem], root: str = "") -> list[SourceItem]:
+    """Inputs whose sample key an earlier input already has (`a.mp4` beside `a.mkv`) become
+    `duplicate_key` failures naming both paths; the first one is built. The same input
+    listed twice is a recipe bug and refused (ConfigError)."""
+    first: dict[str, SourceItem] = {}
+    out = []
     for item in items:
-        stem = item.key_stem()
-        if stem in seen:
-            raise ConfigError(f"two inputs map to the same sample key {stem!r}: "
-                              f"{seen[stem]!r} and {item.item_id!r}")
-        seen[stem] = item.item_id
+        key = item.key_stem()
+        prev = first.get(key)
+        if prev is None:
+            first[key] = item
+        else:
+            if prev == item:
+                raise ConfigError(f"the input list holds {item.source}/{item.item_id} ({item.path}) twice "
+                                  f"(same sample key {key!r}); a recipe must list each input once")
+            a, b = _relpath(prev.path, root), _relpath(item.path, root)
+            item = dataclasses.replace(item, failed=(
+                "duplicate_key", f"{b} and {a} have the same sample key {key}; only {a} is built "
+                                 "(rename one of them to build both)"))
+        out.append(item)
+    return out
 
 
-def _check_plan(out_dir: str, cfg: BuildConfig, recipe: str, items: list[SourceItem], num_shards: int) -> None:
-    """A resumed build must be the same build: same options and the same input list."""
-    import hashlib
-    digest = hashlib.sha256("\n".join(f"{i.source}/{i.item_id}" for i in items).encode()).hexdigest()
-    plan = {"format_version": FORMAT_VERSION, "recipe": recipe, "config": cfg.to_dict(),
-            "inputs": len(items), "inputs_sha256": digest, "shards": num_shards}
+def output_names(tasks: list[ShardTask]) -> set[str]:
+    """Every file name the build writes into its output folder (besides `.lock`)."""
+    names = set(TABLES)
+    for t in tasks:
+        names |= {t.name + ".tar", t.name + ".stats.json"}
+    return names
+
+
+# ---------------------------------------------------------------- the plan (what a resume must match)
+
+def make_plan(items: list[SourceItem], cfg: BuildConfig, recipe: str, root: str, num_shards: int) -> dict:
+    """plan.json: the options, the corpus folder and every input's identity and file state."""
+    abs_root = os.path.abspath(root) if root else ""
+    return {"format_version": FORMAT_VERSION, "recipe": recipe, "config": cfg.to_dict(),
+            "root": abs_root, "inputs": len(items), "shards": num_shards,
+            "inputs_sha256": _digest(_identity(i, abs_root) for i in items),
+            "files_sha256": _digest(_file_state(i, abs_root) for i in items)}
+
+
+def _digest(lines: Iterable[str]) -> str:
+    h = hashlib.sha256()
+    for line in lines:
+        h.update(line.encode("utf-8", "surrogateescape") + b"\n")
+    return h.hexdigest()
+
+
+def _identity(item: SourceItem, abs_root: str) -> str:
+    """What the recipe says about an input (not its file's contents)."""
+    return json.dumps([item.source, item.item_id, _relpath(os.path.abspath(item.path), abs_root), item.labels,
+                       item.start, item.end, item.split, item.extra, item.missing, item.failed],
+                      sort_keys=True, default=str)
+
+
+def _file_state(item: SourceItem, abs_root: str) -> str:
+    """An input file's size and mtime (ns); `missing` for inputs that are not there."""
+    path = _relpath(os.path.abspath(item.path), abs_root)
+    if item.missing:
+        return f"{path}\tmissing"
+    if item.failed:
+        return f"{path}\tfailed {item.failed[0]}"
+    try:
+        st = os.stat(item.path)
+    except OSError:
+        return f"{path}\tmissing"
+    return f"{path}\t{st.st_size}\t{st.st_mtime_ns}"
+
+
+def _check_plan(out_dir: str, plan: dict, tasks: list[ShardTask]) -> None:
+    """A resumed build must be the same build: same options, corpus folder, inputs and files.
+    A new build must not replace files it did not make (`--out` equal to the corpus folder)."""
     path = os.path.join(out_dir, "plan.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
-        if old != json.loads(json.dumps(plan)):
-            raise ConfigError(f"{out_dir} holds a build with other inputs or options "
-                              "(see its plan.json); use another --out folder to start a new build")
+    plan = json.loads(json.dumps(plan))
+    if not os.path.exists(path):
+        _refuse_foreign_files(out_dir, tasks)
+        fsio.atomic_write_json(path, plan)
         return
-    write_json_atomic(path, plan)
+    try:
+        with open(path, encoding="utf-8") as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        old = None
+    if old != plan:
+        raise ConfigError(f"{out_dir} holds a build with other inputs or options ({plan_difference(old, plan)}); "
+                          "use another --out folder to start a new build")
 
 
-def _remove_stale_tmp(out_dir: str) -> None:
-    for name in os.listdir(out_dir):
-        if name.startswith(".") and name.endswith(".tmp"):
-            os.remove(os.path.join(out_dir, name))
+def plan_difference(old, new: dict) -> str:
+    """What differs between two plans, in a few words (the first difference that explains it)."""
+    if not isinstance(old, dict) or set(old) != set(new):
+        return "its plan.json is not one of this avprep version"
+    if old["root"] != new["root"]:
+        return f"corpus folder {old['root']} then, {new['root']} now"
+    options = ("format_version", "recipe", "config")
+    changed = _changes({k: old[k] for k in options}, {k: new[k] for k in options})
+    if changed:
+        return "options " + ", ".join(f"{k.removeprefix('config.')} {a!r} -> {b!r}"
+                                      for k, (a, b) in list(changed.items())[:4])
+    if old["inputs"] != new["inputs"]:
+        return f"{old['inputs']} inputs then, {new['inputs']} now"
+    if old["inputs_sha256"] != new["inputs_sha256"]:
+        return "another input list of the same length"
+    if old["files_sha256"] != new["files_sha256"]:
+        return ("the input files differ in size or modification time from those the build started with: "
+                "restore them to resume")
+    return "another shard count"
+
+
+def _changes(old: dict, new: dict, prefix: str = "") -> dict:
+    out = {}
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.update(_changes(a, b, f"{prefix}{k}."))
+        elif a != b:
+            out[prefix + k] = (a, b)
+    return out
+
+
+def _refuse_foreign_files(out_dir: str, tasks: list[ShardTask]) -> None:
+    clash = sorted(n for n in output_names(tasks) if os.path.lexists(os.path.join(out_dir, n)))
+    if clash:
+        more = f" and {len(clash) - 1} more" if len(clash) > 1 else ""
+        raise fsio.OutputError(f"{out_dir} already holds {clash[0]}{more}, which this build would replace, "
+                               "but no plan.json of an avprep build; choose a new or empty --out folder")
 
 
 class _Progress:
@@ -253,24 +432,27 @@ class _Progress:
         self.bar.close()
 
 
+# ---------------------------------------------------------------- tables
+
 def finalize(tasks: list[ShardTask], out_dir: str, cfg: BuildConfig, recipe: str) -> dict:
     """Rebuild outcomes.jsonl, failures.csv, summary.json and manifest.json from shard stats."""
-    stats = [load_stats(t.stats_path) for t in tasks if t.finished()]
+    stats = [s for s in (finished_stats(t, count_samples=False) for t in tasks) if s is not None]
     outcomes = [dict(o, shard=s["shard"]) for s in stats for o in s["outcomes"]]
     _write_outcomes(os.path.join(out_dir, "outcomes.jsonl"), outcomes)
     _write_failures(os.path.join(out_dir, "failures.csv"), outcomes)
     summary = summarize(outcomes, len(tasks), len(stats))
-    write_json_atomic(os.path.join(out_dir, "summary.json"), summary)
+    fsio.atomic_write_json(os.path.join(out_dir, "summary.json"), summary)
     if summary["shards_finished"] == summary["shards"]:
-        write_json_atomic(os.path.join(out_dir, "manifest.json"), {
+        fsio.atomic_write_json(os.path.join(out_dir, "manifest.json"), {
             "format_version": FORMAT_VERSION, "recipe": recipe, "config": cfg.to_dict(),
-            "shards": [{"name": s["shard"], "samples": s["samples"], "inputs": s["inputs"]} for s in stats],
+            "shards": [{"name": s["shard"], "samples": s["samples"], "inputs": s["inputs"],
+                        "bytes": s["tar_bytes"], "sha256": s["tar_sha256"]} for s in stats],
             "samples": summary["samples"]})
     return summary
 
 
 def load_stats(path: str) -> dict:
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         return json.load(f)
 
 
@@ -285,23 +467,19 @@ def summarize(outcomes: list[dict], num_shards: int, finished: int) -> dict:
 
 
 def _write_outcomes(path: str, outcomes: Iterable[dict]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with fsio.atomic_writer(path, "w") as f:
         for o in outcomes:
             f.write(json.dumps(o, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def _write_failures(path: str, outcomes: Iterable[dict]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
+    with fsio.atomic_writer(path, "w") as f:
         w = csv.writer(f)
         w.writerow(["shard", "item_id", "source", "path", "status", "reason", "message"])
         for o in outcomes:
             if o["status"] != "ok":
                 w.writerow([o["shard"], o["item_id"], o["source"], o["path"], o["status"], o["reason"],
                             o["message"]])
-    os.replace(tmp, path)
 
 
 def format_summary(summary: dict) -> str:

@@ -129,13 +129,13 @@ def test_hung_decode_is_stopped_and_recorded(tmp_path):
     import dataclasses
     from avprep.config import BuildConfig
     from avprep.items import SourceItem
-    from avprep.pipeline import ShardTask, process_item
+    from avprep.pipeline import process_item
     from avprep.testing.synthetic import flash_clip, write_video
     clip = flash_clip(seconds=60.0, fps=25.0, height=240, width=320)
     path = write_video(str(tmp_path / "long.mp4"), clip.frames, 25.0, clip.audio, codec="h264", audio_codec="aac")
     strict = dataclasses.replace(BuildConfig(), timeout_base_s=0.05, timeout_per_s=0.0)
-    outcome, samples = process_item(SourceItem(path, "t", "long"), ShardTask(0, (), "", "", strict))
+    outcome, samples = process_item(SourceItem(path, "t", "long"), strict)
     assert (outcome["status"], outcome["reason"], samples) == ("failed", "timeout", [])
     assert "time limit" in outcome["message"]
-    outcome, samples = process_item(SourceItem(path, "t", "long"), ShardTask(0, (), "", "", BuildConfig()))
+    outcome, samples = process_item(SourceItem(path, "t", "long"), BuildConfig())
     assert outcome["status"] == "ok" and len(samples) == 6

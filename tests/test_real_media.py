@@ -9,7 +9,7 @@ from avprep.clips import iter_clips
 from avprep.config import BuildConfig, ClipConfig
 from avprep.decode import AudioReader
 from avprep.items import SourceItem
-from avprep.pipeline import ShardTask, process_item
+from avprep.pipeline import process_item
 from avprep.probe import MediaError, probe
 
 from conftest import media_file
@@ -22,8 +22,7 @@ def item(path):
 
 
 def outcome(path, cfg=BuildConfig()):
-    task = ShardTask(0, (), str(path.parent), str(path.parent), cfg)
-    return process_item(item(path), task)
+    return process_item(item(path), cfg, str(path.parent))
 
 
 def whole_mel(path, cfg, seconds):

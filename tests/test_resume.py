@@ -65,10 +65,12 @@ def test_kill_and_resume_is_byte_identical(resume_corpus, tmp_path):
         pytest.fail("could not kill the build between its first and last shard")
     assert not (out / "manifest.json").exists()
     assert 1 <= len(list(out.glob("*.stats.json"))) < 10
-    (out / ".x.tar.tmp").write_bytes(b"stray partial shard")
+    # a stray partial shard of a killed run (the tool's temp name) goes; a user's file stays
+    (out / ".videos-000009.tar.999999.0badf00d.tmp").write_bytes(b"stray partial shard")
+    (out / ".x.tar.tmp").write_bytes(b"a user's file")
     r = subprocess.run(_cmd(src, out), cwd=ROOT, env=_env(), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert not any(p.name.endswith(".tmp") for p in out.iterdir())
+    assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == [".x.tar.tmp"]
     resumed = folder_digest(out)
     assert resumed == reference
     for name in ("manifest.json", "outcomes.jsonl", "failures.csv", "summary.json"):

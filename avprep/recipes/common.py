@@ -3,20 +3,80 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass, field
 
 VIDEO_EXTS = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".flv", ".m4v", ".ts", ".3gp", ".wmv"}
 _CLIP_STEM = re.compile(r"^(?P<id>.+)_(?P<start>\d+(?:\.\d+)?)_(?P<end>\d+(?:\.\d+)?)$")
 
 
+@dataclass
+class MediaListing:
+    paths: list[str] = field(default_factory=list)              # media files, in walk order
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (folder, why) not listed
+
+
+def scan_media(root: str, exts: set[str] = VIDEO_EXTS) -> MediaListing:
+    """Media files under `root` in a deterministic order, and the folders that could not be read.
+
+    Walk order: a folder's files (sorted by name), then its sub-folders (sorted), depth first.
+    Hidden files and folders (a leading dot) are skipped. A symlinked folder that points
+    outside `root` is followed (its files are listed under the link's path); one that points
+    inside `root` (an alias, or a loop back up) is not, as its files are listed at their real
+    place; a folder reached twice (two links to one outside folder) is read at its first place
+    only. A folder that cannot be listed (no permission, I/O error) is reported in
+    `unreadable` instead of vanishing; the root itself raises its OSError."""
+    listing, seen = MediaListing(), set()
+    real_root = os.path.realpath(root)
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        subdirs = _scan_folder(folder, exts, listing, seen, folder == root, real_root)
+        stack.extend(reversed(subdirs))
+    return listing
+
+
+def _scan_folder(folder: str, exts: set[str], listing: MediaListing, seen: set, is_root: bool,
+                 real_root: str) -> list[str]:
+    """Add one folder's media files to `listing`; returns its sub-folders to visit."""
+    try:
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in seen:
+            return []
+        seen.add((st.st_dev, st.st_ino))
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        if is_root:
+            raise
+        listing.unreadable.append((folder, exc.strerror or str(exc)))
+        return []
+    subdirs = []
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if _is_dir(entry):
+            if not (entry.is_symlink() and _is_inside(os.path.realpath(entry.path), real_root)):
+                subdirs.append(entry.path)
+        elif os.path.splitext(entry.name)[1].lower() in exts:
+            listing.paths.append(entry.path)
+    return subdirs
+
+
+def _is_inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()       # follows symlinks
+    except OSError:
+        return False
+
+
 def list_media(root: str, exts: set[str] = VIDEO_EXTS) -> list[str]:
-    """All media files under `root`, sorted (deterministic), hidden folders skipped."""
-    found = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if os.path.splitext(name)[1].lower() in exts and not name.startswith("."):
-                found.append(os.path.join(folder, name))
-    return found
+    """The media files of `scan_media` (its unreadable folders are dropped: a recipe that
+    lists files itself should use scan_media and record them)."""
+    return scan_media(root, exts).paths
 
 
 def parse_clip_stem(stem: str) -> tuple[str, float, float] | None:
@@ -31,7 +91,9 @@ class MediaIndex:
     def __init__(self, root: str):
         self.clips: dict[tuple[str, float, float], str] = {}
         self.whole: dict[str, str] = {}
-        for path in list_media(root):
+        listing = scan_media(root)
+        self.unreadable = listing.unreadable     # (folder, why): their files end as `missing` rows
+        for path in listing.paths:
             stem = os.path.splitext(os.path.basename(path))[0]
             parsed = parse_clip_stem(stem)
             if parsed:

@@ -4,11 +4,16 @@ from __future__ import annotations
 import os
 
 from avprep.items import SourceItem
-from avprep.recipes.common import list_media
+from avprep.recipes.common import scan_media
 
 
 def prepare_videos(root: str, source: str = "videos", label_from_folder: bool = True) -> list[SourceItem]:
-    paths = list_media(root)
+    """One item per media file under `root` (see common.scan_media: hidden files and folders
+    are skipped, symlinked folders followed when they point outside `root`). A sub-folder
+    that cannot be read becomes one `unreadable` failure (item_id: its path relative to
+    `root` plus "/"), listed after the files."""
+    listing = scan_media(root)
+    paths = listing.paths
     labels = sorted({os.path.basename(os.path.dirname(p)) for p in paths if os.path.dirname(p) != root.rstrip("/")})
     index = {name: i for i, name in enumerate(labels)}
     items = []
@@ -20,4 +25,8 @@ def prepare_videos(root: str, source: str = "videos", label_from_folder: bool = 
             name = os.path.basename(folder)
             lab = {"label": name, "label_index": index[name]}
         items.append(SourceItem(path=path, source=source, item_id=os.path.splitext(rel)[0], labels=lab))
+    for folder, why in listing.unreadable:
+        items.append(SourceItem(path=folder, source=source, item_id=os.path.relpath(folder, root) + "/",
+                                failed=("unreadable", f"folder cannot be listed ({why}); its files are "
+                                                      "not in this build")))
     return items
