@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from avprep.clips import iter_clips
-from avprep.config import BuildConfig, ClipConfig
+from avprep.config import BuildConfig, ClipConfig, ConfigError, override, validate
 from avprep.pipeline import build_dataset
-from avprep.recipes import prepare_avspeech, prepare_kav, prepare_kinetics, prepare_videos
+from avprep.recipes import RECIPES, build_recipe, prepare_avspeech, prepare_kav, prepare_kinetics, prepare_videos
 from avprep.recipes.avspeech import read_avspeech_csv
 from avprep.testing.corpus import make_avspeech_corpus, make_kinetics_corpus
 
@@ -195,3 +195,84 @@ def test_videos_folder_recipe(small_videos):
     assert [i.item_id for i in items][0] == "cats/broken"
     assert {i.labels["label"]: i.labels["label_index"] for i in items} == {"cats": 0, "dogs": 1, "long": 2}
     assert all(i.source == "videos" and not i.missing for i in items)
+
+
+# ---------------------------------------------------------------- the registry and the config rules
+
+def test_registry_holds_every_recipe_module():
+    """Adding a corpus = a module with prepare + RECIPE, registered; the CLI's choices follow."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import avprep.recipes as pkg
+    from cli.avprep_cli import RecipeName
+    modules = [m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name not in ("common", "registry")]
+    declared = [importlib.import_module(f"avprep.recipes.{m}").RECIPE for m in modules]
+    assert sorted(r.name for r in declared) == sorted(RECIPES)
+    assert all(RECIPES[r.name] is r for r in declared)
+    assert [r.value for r in RecipeName] == list(RECIPES)
+    for name, recipe in RECIPES.items():
+        params = inspect.signature(recipe.prepare).parameters
+        assert set(recipe.args.values()) <= set(params), name
+        assert set(recipe.required) | set(recipe.folders) <= set(recipe.args), name
+        assert recipe.defaults.shard_prefix == name
+        validate(recipe.defaults)
+
+
+def test_recipe_defaults_and_explicit_values_win():
+    lrs2, videos, dfdc, lrw = (RECIPES[n] for n in ("lrs2", "videos", "dfdc", "lrw"))
+    cfg = lrs2.config()
+    assert (cfg.video.fps, cfg.video.short_side, cfg.crop.kind, cfg.crop.size) == (25.0, 0, "lips", 112)
+    assert lrs2.config({"video.short_side": 128}).video.short_side == 128     # was silently 0 (same as the default)
+    assert lrs2.config({"video.short_side": None}) == cfg                    # None = not given
+    assert lrs2.config({"crop.kind": "lips"}) == cfg
+    assert (dfdc.config().crop.kind, dfdc.config().crop.size) == ("face", 128)
+    assert dfdc.config({"crop.kind": "none"}).video.short_side == 128       # whole frames again
+    # another crop kind brings its defaults, under the explicit values
+    lips = videos.config({"crop.kind": "lips"})
+    assert (lips.video.short_side, lips.crop.size, lips.video.fps) == (0, 112, 10.0)
+    assert videos.config({"crop.kind": "face"}).crop.size == 128
+    assert videos.config({"crop.kind": "face", "crop.size": 96, "video.short_side": 256}).crop.size == 96
+    assert videos.config({"crop.kind": "face", "video.short_side": 256}).video.short_side == 256
+    assert lrw.per_split and not videos.per_split
+    assert (lrw.config().clip.max_seconds, lrw.config().videos_per_shard) == (2.0, 1000)
+    with pytest.raises(ConfigError, match="no field"):
+        videos.config({"video.colour": 1})
+
+
+def test_recipe_arguments_are_checked():
+    kav = RECIPES["k-av"]
+    with pytest.raises(ConfigError, match="needs --avspeech"):
+        kav.items({"kinetics": "k"})
+    with pytest.raises(ConfigError, match="does not take --csv"):
+        RECIPES["lrs2"].items({"root": "r", "csv": ["a.csv"]})
+    with pytest.raises(ConfigError, match="per_source must be >= 1"):
+        kav.items({"kinetics": "no-k", "avspeech": "no-a", "per_source": 0})
+    assert kav.root({"kinetics": "/data/k700", "avspeech": "/data/avs"}) == "/data"
+
+
+def test_unreadable_corpus_is_a_config_error(tmp_path):
+    (tmp_path / "avspeech_train.csv").write_text("youtube_id,start,end,x,y\nabc,1,2,0.5,0.5\n")
+    with pytest.raises(ConfigError, match="cannot read the avspeech corpus: .*no header"):
+        RECIPES["avspeech"].items({"root": str(tmp_path)})
+
+
+BAD = [{"video.fps": 0.0}, {"video.fps": float("nan")}, {"video.fps": float("inf")}, {"audio.hop_length": 0},
+       {"video.jpeg_quality": 101}, {"crop.size": -5}, {"shard_prefix": "../evil"}, {"shard_prefix": "a\0b"},
+       {"shard_prefix": ""}, {"videos_per_shard": 0}, {"clip.max_seconds": -1.0}, {"crop.align": "perspective"},
+       {"crop.kind": "mouth"}, {"crop.max_gap_s": -0.1}, {"timeout_base_s": float("inf")}]
+
+
+@pytest.mark.parametrize("bad", BAD, ids=[str(b) for b in BAD])
+def test_validate_refuses(bad):
+    with pytest.raises(ConfigError):
+        validate(override(BuildConfig(), bad))
+
+
+def test_library_refuses_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match="fps"):
+        build_dataset([], str(tmp_path / "o"), override(BuildConfig(), {"video.fps": 0.0}), progress=False)
+    with pytest.raises(ConfigError, match="workers"):       # checked before the (absent) corpus is listed
+        build_recipe(RECIPES["videos"], {"root": str(tmp_path / "none")}, str(tmp_path / "o"), workers=0)
+    assert os.listdir(tmp_path) == []

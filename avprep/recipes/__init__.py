@@ -1,30 +1,28 @@
-"""Corpus recipes: each `prepare_x(root, ...)` returns the list of SourceItems to build."""
+"""Corpus recipes: each module's pure `prepare_x(root, ...)` returns the SourceItems to
+build, and its `RECIPE` declares the name, arguments and build defaults (registry.py).
+
+Adding a corpus: write a module with `prepare_x` and `RECIPE = Recipe(...)`, and add the
+module to `_MODULES` below; the CLI's `avprep build` choices come from `RECIPES`.
+"""
 from __future__ import annotations
 
-from avprep.items import SourceItem
+from avprep.recipes import avspeech, dfdc, kav, kinetics, lrs2, lrw, videos
 from avprep.recipes.avspeech import prepare_avspeech
 from avprep.recipes.kav import prepare_kav
 from avprep.recipes.kinetics import prepare_kinetics
+from avprep.recipes.registry import Recipe, build_recipe
 from avprep.recipes.videos import prepare_videos
 
-__all__ = ["prepare", "prepare_avspeech", "prepare_kav", "prepare_kinetics", "prepare_videos"]
+_MODULES = (videos, kinetics, avspeech, kav, lrs2, dfdc, lrw)
+RECIPES: dict[str, Recipe] = {m.RECIPE.name: m.RECIPE for m in _MODULES}
+
+__all__ = ["RECIPES", "Recipe", "build_recipe", "get_recipe", "prepare_avspeech", "prepare_kav",
+           "prepare_kinetics", "prepare_videos"]
 
 
-def prepare(recipe: str, root: str, csvs: list[str] | None = None) -> list[SourceItem]:
-    """The items of one single-root recipe by name."""
-    if recipe == "videos":
-        return prepare_videos(root)
-    if recipe == "kinetics":
-        return prepare_kinetics(root, csvs)
-    if recipe == "avspeech":
-        return prepare_avspeech(root, csvs)
-    if recipe == "lrs2":
-        from avprep.recipes.lrs2 import prepare_lrs2
-        return prepare_lrs2(root)
-    if recipe == "dfdc":
-        from avprep.recipes.dfdc import prepare_dfdc
-        return prepare_dfdc(root)
-    if recipe == "lrw":
-        from avprep.recipes.lrw import prepare_lrw
-        return prepare_lrw(root)
-    raise ValueError(f"unknown recipe {recipe!r}")
+def get_recipe(name: str) -> Recipe:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        from avprep.config import ConfigError
+        raise ConfigError(f"unknown recipe {name!r} (known: {', '.join(RECIPES)})") from None

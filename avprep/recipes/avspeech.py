@@ -9,8 +9,10 @@ from __future__ import annotations
 import csv
 import os
 
+from avprep.config import BuildConfig
 from avprep.items import SourceItem
 from avprep.recipes.common import MediaIndex
+from avprep.recipes.registry import Recipe
 
 
 def read_avspeech_csv(path: str) -> list[tuple[str, float, float, float, float]]:
@@ -48,3 +50,8 @@ def prepare_avspeech(root: str, csv_paths: list[str] | None = None) -> list[Sour
                                     item_id=item_id, start=start if cut else None, end=end if cut else None,
                                     split=split, extra={"face_x": x, "face_y": y}, missing=path is None))
     return items
+
+
+RECIPE = Recipe("avspeech", prepare_avspeech, args={"root": "root", "csv": "csv_paths"},
+                defaults=BuildConfig(shard_prefix="avspeech"),
+                summary="headerless avspeech_*.csv + clips or whole downloads; face x, y kept")

@@ -9,7 +9,9 @@ import json
 import os
 import re
 
+from avprep.config import BuildConfig, with_crop
 from avprep.items import SourceItem
+from avprep.recipes.registry import Recipe
 
 LABELS = {"REAL": 0, "FAKE": 1}
 _PART = re.compile(r"^dfdc_train_part_(\d+)$")
@@ -48,3 +50,7 @@ def _item(part: str, name: str, entry: dict) -> SourceItem:
     return SourceItem(path=path, source="dfdc", item_id=f"{part_name}/{name}",
                       labels={"label": label, "label_index": LABELS[label]},
                       split=entry.get("split", "train"), extra=extra, missing=not os.path.isfile(path))
+
+
+RECIPE = Recipe("dfdc", prepare_dfdc, defaults=with_crop(BuildConfig(shard_prefix="dfdc"), "face"),
+                summary="face crops, REAL/FAKE labels (dfdc_train_part_N/metadata.json)")

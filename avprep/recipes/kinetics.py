@@ -9,8 +9,10 @@ from __future__ import annotations
 import csv
 import os
 
+from avprep.config import BuildConfig
 from avprep.items import SourceItem
 from avprep.recipes.common import MediaIndex
+from avprep.recipes.registry import Recipe
 from avprep.recipes.videos import prepare_videos
 
 
@@ -54,3 +56,8 @@ def prepare_kinetics(root: str, csv_paths: list[str] | None = None, splits: list
                                 item_id=item_id, labels=lab, start=start if cut else None,
                                 end=end if cut else None, split=r.get("split") or None, missing=path is None))
     return items
+
+
+RECIPE = Recipe("kinetics", prepare_kinetics, args={"root": "root", "csv": "csv_paths"},
+                defaults=BuildConfig(shard_prefix="kinetics"),
+                summary="Kinetics-400/600/700 annotation CSVs + clips or whole downloads")

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import re
 
+from avprep.config import BuildConfig, VideoConfig, with_crop
 from avprep.items import SourceItem
+from avprep.recipes.registry import Recipe
 
 SPLIT_SETS = {"train": "main", "val": "main", "test": "main", "pretrain": "pretrain"}
 _TEXT = re.compile(r"^Text:\s*(.*)$")
@@ -90,3 +92,8 @@ def _item(data: str, subset: str, split: str | None, clip_id: str) -> SourceItem
             extra.update(parse_transcript(f.read()))
     return SourceItem(path=base + ".mp4", source="lrs2", item_id=f"{subset}/{clip_id}", split=split,
                       extra=extra, missing=not os.path.isfile(base + ".mp4"))
+
+
+RECIPE = Recipe("lrs2", prepare_lrs2,
+                defaults=with_crop(BuildConfig(video=VideoConfig(fps=25.0), shard_prefix="lrs2"), "lips"),
+                summary="mvlrs_v1 main/ and pretrain/: lip crops at 25 fps, transcripts kept")

@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import re
 
+from avprep.config import BuildConfig, ClipConfig, VideoConfig, with_crop
 from avprep.items import SourceItem
+from avprep.recipes.registry import Recipe
 
 SPLITS = ("train", "val", "test")
 _NAME = re.compile(r"^(?P<word>[A-Z0-9']+)_(?P<num>\d{5})\.(?:mp4|txt)$")
@@ -57,3 +59,9 @@ def _item(folder: str, word: str, index: int, split: str, stem: str) -> SourceIt
     return SourceItem(path=path, source="lrw", item_id=f"{word}/{split}/{stem}",
                       labels={"label": word, "label_index": index}, split=split,
                       extra={"word_duration": duration}, missing=not os.path.isfile(path))
+
+
+_DEFAULTS = BuildConfig(video=VideoConfig(fps=25.0), clip=ClipConfig(max_seconds=2.0, min_frames=20),
+                        videos_per_shard=1000, shard_prefix="lrw")
+RECIPE = Recipe("lrw", prepare_lrw, per_split=True, defaults=with_crop(_DEFAULTS, "lips"),
+                summary="lip crops at 25 fps, all 29 frames, one shard set per split")

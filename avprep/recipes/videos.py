@@ -30,3 +30,11 @@ def prepare_videos(root: str, source: str = "videos", label_from_folder: bool = 
                                 failed=("unreadable", f"folder cannot be listed ({why}); its files are "
                                                       "not in this build")))
     return items
+
+
+# The registry's declaration (see avprep/recipes/registry.py).
+from avprep.config import BuildConfig  # noqa: E402
+from avprep.recipes.registry import Recipe  # noqa: E402
+
+RECIPE = Recipe("videos", prepare_videos, defaults=BuildConfig(shard_prefix="videos"),
+                summary="any folder of videos; the parent folder name is the label")
