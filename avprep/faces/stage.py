@@ -1,13 +1,13 @@
 """The pipeline hook: lip or face crops of one clip, with landmarks and transforms."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import cv2
 import numpy as np
 
 from avprep.clips import Clip
-from avprep.config import ConfigError, CropConfig
+from avprep.config import ConfigError, CropConfig, validate_crop
 from avprep.faces import align
 from avprep.faces.temporal import fill_gaps, smooth_poly
 from avprep.faces.track import DETECTED, TRACKED, Track, TrackOptions, track_landmarks
@@ -24,33 +24,34 @@ class CropOutput:
 
 @dataclass(frozen=True)
 class FaceOptions:
-    """Settings beyond CropConfig; CropConfig fields of the same name override them."""
-    track: TrackOptions = field(default_factory=TrackOptions)
-    max_gap_s: float = 1.0            # longest stretch without landmarks that is interpolated
-    min_face_fraction: float = 0.5    # frames with detected/tracked landmarks, at least
-    landmark_window_s: float = 0.2    # smoothing of the stored landmarks (Savitzky-Golay window)
-    transform_window_s: float = 0.4   # smoothing of the points the crop is aligned on
-    lip_fraction: float = 1 / 3       # lip width / crop width (paper)
-    align: str = "similarity"         # "similarity" or "affine" (paper: affine, 3 points)
+    """The stage's settings. A build takes every one from its CropConfig (`options_for`);
+    tests and benchmarks may pass their own FaceOptions, which is then used as given."""
+    track: TrackOptions = field(default_factory=lambda: TrackOptions(detect_every=CropConfig.detect_every))
+    max_gap_s: float = CropConfig.max_gap_s                      # longest interpolated stretch without landmarks
+    min_face_fraction: float = CropConfig.min_face_fraction      # frames with detected/tracked landmarks, at least
+    landmark_window_s: float = CropConfig.landmark_window_s      # Savitzky-Golay window of the stored landmarks
+    transform_window_s: float = CropConfig.transform_window_s    # ... of the points the crop is aligned on
+    lip_fraction: float = CropConfig.lip_fraction                # lip width / crop width (paper: 1/3)
+    align: str = CropConfig.align                                # "similarity" or "affine" (paper: affine, 3 points)
+
+
+# FaceOptions fields set from the CropConfig field of the same name (all but `track`).
+_FROM_CONFIG = tuple(f.name for f in fields(FaceOptions) if f.name in {c.name for c in fields(CropConfig)})
 
 
 def options_for(cfg: CropConfig, base: FaceOptions | None = None) -> FaceOptions:
-    """FaceOptions with CropConfig's values (detect_every and any field both share)."""
-    base = base or FaceOptions()
-    track = TrackOptions(**{**base.track.__dict__, "detect_every": cfg.detect_every})
-    shared = {k: getattr(cfg, k) for k in base.__dataclass_fields__ if k != "track" and hasattr(cfg, k)}
-    return FaceOptions(**{**base.__dict__, **shared, "track": track})
+    """The stage's options: `base` when given (used as is), else every face field of `cfg`
+    (`detect_every` goes to the tracker's options)."""
+    if base is not None:
+        return base
+    return FaceOptions(track=TrackOptions(detect_every=cfg.detect_every),
+                       **{name: getattr(cfg, name) for name in _FROM_CONFIG})
 
 
 def check_config(cfg: CropConfig) -> None:
     if cfg.kind not in ("lips", "face"):
         raise ConfigError(f"crop kind must be 'lips' or 'face' for the crop stage, got {cfg.kind!r}")
-    if cfg.size < 16:
-        raise ConfigError("crop size must be >= 16")
-    if cfg.detect_every < 1:
-        raise ConfigError("detect_every must be >= 1")
-    if cfg.face_margin < 0:
-        raise ConfigError("face_margin must be >= 0")
+    validate_crop(cfg)
 
 
 def crop_clip(clip: Clip, cfg: CropConfig, hint: tuple[float, float] | None = None) -> CropOutput:
