@@ -1,41 +1,43 @@
 """`avprep`: build, inspect, verify and preview audio-visual WebDataset shards."""
 from __future__ import annotations
 
-import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from avprep.config import AudioConfig, BuildConfig, ClipConfig, ConfigError, CropConfig, VideoConfig
+from avprep.config import ALIGNMENTS, CROP_KINDS, ConfigError
+from avprep.recipes import RECIPES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn raw video corpora into training-ready audio-visual WebDataset shards.")
 
+RecipeName = Enum("RecipeName", {name: name for name in RECIPES}, type=str)   # names come from the registry
+CropKind = Enum("CropKind", {kind: kind for kind in CROP_KINDS}, type=str)
+Align = Enum("Align", {a: a for a in ALIGNMENTS}, type=str)
 
-class Recipe(str, Enum):
-    videos = "videos"
-    kinetics = "kinetics"
-    avspeech = "avspeech"
-    k_av = "k-av"
-    lrs2 = "lrs2"
-    dfdc = "dfdc"
-
-
-class CropKind(str, Enum):
-    none = "none"
-    lips = "lips"
-    face = "face"
-
-
-DEFAULT_CROP = {Recipe.lrs2: CropKind.lips, Recipe.dfdc: CropKind.face}
-
+# Options shared by `build` and `crop-lips`. None = not given: the recipe's default holds;
+# every value is checked by avprep.config.validate before any work.
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder for shards, stats and tables. "
                                    "Rerunning the same command there resumes a killed build.")]
 Workers = Annotated[Optional[int], typer.Option(help="Local worker processes (default: all cores).")]
 Ray = Annotated[Optional[str], typer.Option("--ray", help="Run the shard tasks on a Ray cluster: 'auto', "
                                             "'ray://host:port', or 'local'. Output must be on shared storage.")]
+CropSize = Annotated[Optional[int], typer.Option("--crop-size", "--size", help="Crop side in pixels "
+                                                 "(default: 112 lips, 128 face; 96 or 88 in other protocols).")]
+Grey = Annotated[Optional[bool], typer.Option("--grey/--no-grey", help="Store grey crops.")]
+DetectEvery = Annotated[Optional[int], typer.Option(help="Crops: run the face detector every N frames, "
+                                                    "track in between (default 10).")]
+AlignOpt = Annotated[Optional[Align], typer.Option("--align", help="Lip crops: align on eye corners + nose tip "
+                                                   "by least squares (similarity, default) or exactly (affine, "
+                                                   "the paper's).")]
+LipFraction = Annotated[Optional[float], typer.Option(help="Lip crops: lip width / crop width (default 1/3).")]
+MaxGap = Annotated[Optional[float], typer.Option("--max-gap", help="Crops: longest stretch without landmarks, in "
+                                                 "seconds, that is interpolated (default 1); longer fails no_face.")]
+MinFaceFraction = Annotated[Optional[float], typer.Option(help="Crops: fraction of frames that need landmarks "
+                                                          "(default 0.5), else no_face.")]
+VideosPerShard = Annotated[Optional[int], typer.Option(help="Inputs per shard (default 64; lrw 1000).")]
 
 
 def _fail(msg: str) -> None:
@@ -43,124 +45,175 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
-def _run(items, out: Path, cfg: BuildConfig, workers, ray, recipe: str, root: str) -> None:
-    from avprep.pipeline import build_dataset, format_summary
-    if not items:
-        _fail("the recipe found no inputs")
-    try:
-        result = build_dataset(items, str(out), cfg, workers=workers, ray_address=ray, root=root, recipe=recipe)
-    except ConfigError as e:
-        _fail(str(e))
-    typer.echo(format_summary(result.summary))
-    typer.echo(f"shards: {out}/{cfg.shard_prefix}-{{000000..{len(result.shards) - 1:06d}}}.tar; "
-               f"failures: {out}/failures.csv")
+def _run(name: str, args: dict, options: dict, out: Path, per_split: Optional[bool],
+         workers: Optional[int], ray: Optional[str]) -> None:
+    """Forward to the library: the recipe's defaults with the given options on top.
+    Bad values raise ConfigError before any work; main() reports them."""
+    from avprep.recipes import build_recipe
+
+    def report(done) -> None:
+        from avprep.pipeline import format_summary    # loaded by the build (torch via webdataset)
+        if done.split is not None:
+            typer.echo(f"== {done.split}")
+        typer.echo(format_summary(done.result.summary))
+        typer.echo(f"shards: {done.out_dir}/{done.cfg.shard_prefix}-{{000000..{len(done.result.shards) - 1:06d}}}"
+                   f".tar; failures: {done.out_dir}/failures.csv")
+
+    build_recipe(RECIPES[name], args, str(out), options, per_split=per_split,
+                 workers=workers, ray_address=ray, on_done=report)
 
 
-@app.command()
+def _str(path: Optional[Path]) -> Optional[str]:
+    return None if path is None else str(path)
+
+
+def _face_options(detect_every, align, lip_fraction, max_gap, min_face_fraction) -> dict:
+    return {"crop.detect_every": detect_every, "crop.align": align.value if align else None,
+            "crop.lip_fraction": lip_fraction, "crop.max_gap_s": max_gap,
+            "crop.min_face_fraction": min_face_fraction}
+
+
+@app.command(epilog="Recipes: " + "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values()) + ".")
 def build(
-    recipe: Annotated[Recipe, typer.Argument(help="Which corpus layout to read.")],
-    root: Annotated[Optional[Path], typer.Argument(help="Corpus folder (videos, kinetics, avspeech, lrs2, dfdc).")] = None,
+    recipe: Annotated[RecipeName, typer.Argument(help="Which corpus layout to read (see Recipes below).")],
+    root: Annotated[Optional[Path], typer.Argument(help="Corpus folder (every recipe but k-av).")] = None,
     out: Out = Path("shards"),
     kinetics: Annotated[Optional[Path], typer.Option(help="k-av: the Kinetics folder (clips + CSV).")] = None,
     avspeech: Annotated[Optional[Path], typer.Option(help="k-av: the AVSpeech folder (clips + avspeech_*.csv).")] = None,
-    per_source: Annotated[int, typer.Option(help="k-av: random videos drawn from each source.")] = 120_000,
-    seed: Annotated[int, typer.Option(help="Seed of the k-av draw and mix.")] = 0,
-    only_present: Annotated[bool, typer.Option(help="k-av: draw only rows whose file exists "
-                                               "(else missing rows are drawn and recorded as `missing`).")] = False,
-    csv: Annotated[Optional[list[Path]], typer.Option(help="Annotation CSV(s) (default: the *.csv in ROOT).")] = None,
-    fps: Annotated[Optional[float], typer.Option(help="Target frame rate (default: 25 for lrs2, else 10).")] = None,
-    short_side: Annotated[int, typer.Option(help="Resize frames so the short side is this (0: keep).")] = 128,
-    square: Annotated[bool, typer.Option(help="Centre-crop frames to short_side x short_side.")] = False,
-    max_seconds: Annotated[float, typer.Option(help="Split longer inputs into segments of this length.")] = 10.0,
-    min_frames: Annotated[int, typer.Option(help="Drop segments with fewer frames.")] = 32,
-    jpeg_quality: Annotated[int, typer.Option(help="Quality of the stored JPEG frames.")] = 90,
-    hop: Annotated[int, typer.Option(help="Mel hop in samples at 16 kHz (k = 16000/(hop*fps) must be whole).")] = 160,
+    per_source: Annotated[Optional[int], typer.Option(help="k-av: random videos drawn from each source "
+                                                      "(default 120000).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="k-av: seed of the draw and mix (default 0).")] = None,
+    only_present: Annotated[Optional[bool], typer.Option("--only-present/--all-rows", help="k-av: draw only rows "
+                                                         "whose file exists (default: all rows; missing ones are "
+                                                         "recorded as `missing`).")] = None,
+    csv: Annotated[Optional[list[Path]], typer.Option(help="kinetics, avspeech: annotation CSV(s) "
+                                                      "(default: the *.csv in ROOT).")] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Target frame rate (default: 25 for lrs2 and lrw, "
+                                                 "else 10).")] = None,
+    short_side: Annotated[Optional[int], typer.Option(help="Resize frames so the short side is this; 0 keeps "
+                                                      "the size (default: 128, or 0 for crops).")] = None,
+    square: Annotated[Optional[bool], typer.Option("--square/--no-square", help="Centre-crop frames to "
+                                                   "short_side x short_side.")] = None,
+    max_seconds: Annotated[Optional[float], typer.Option(help="Split longer inputs into segments of this length "
+                                                         "(default 10; lrw 2).")] = None,
+    min_frames: Annotated[Optional[int], typer.Option(help="Drop segments with fewer frames (default 32; "
+                                                      "lrw 20).")] = None,
+    jpeg_quality: Annotated[Optional[int], typer.Option(help="Quality of the stored JPEG frames, 1-100 "
+                                                        "(default 90).")] = None,
+    hop: Annotated[Optional[int], typer.Option(help="Mel hop in samples at 16 kHz (default 160; "
+                                               "k = 16000/(hop*fps) must be whole).")] = None,
     crop: Annotated[Optional[CropKind], typer.Option(help="Store lip or face crops instead of whole frames "
-                                                     "(default: lips for lrs2, face for dfdc, else none; "
+                                                     "(default: lips for lrs2 and lrw, face for dfdc, else none; "
                                                      "avspeech face crops follow its x,y).")] = None,
-    crop_size: Annotated[int, typer.Option(help="Crop side in pixels.")] = 0,
-    videos_per_shard: Annotated[int, typer.Option(help="Inputs per shard.")] = 64,
-    prefix: Annotated[Optional[str], typer.Option(help="Shard name prefix (default: the recipe name).")] = None,
+    crop_size: CropSize = None,
+    grey: Grey = None,
+    detect_every: DetectEvery = None,
+    align: AlignOpt = None,
+    lip_fraction: LipFraction = None,
+    max_gap: MaxGap = None,
+    min_face_fraction: MinFaceFraction = None,
+    landmark_window: Annotated[Optional[float], typer.Option(help="Crops: smoothing window of the stored "
+                                                             "landmarks, seconds (default 0.2).")] = None,
+    transform_window: Annotated[Optional[float], typer.Option(help="Crops: smoothing window of the points the "
+                                                              "crop is aligned on, seconds (default 0.4).")] = None,
+    face_margin: Annotated[Optional[float], typer.Option(help="Face crops: margin around the face box "
+                                                         "(default 0.3).")] = None,
+    videos_per_shard: VideosPerShard = None,
+    prefix: Annotated[Optional[str], typer.Option(help="Shard name prefix, a plain name (default: the recipe "
+                                                  "name).")] = None,
+    per_split: Annotated[Optional[bool], typer.Option("--per-split/--one-set", help="One shard set per split in "
+                                                      "OUT/<split> (default: lrw per split, else one set).")] = None,
     workers: Workers = None,
     ray: Ray = None,
 ) -> None:
     """Build shards from a corpus, e.g. `avprep build k-av --kinetics K/ --avspeech A/ --out kav/`."""
-    from avprep import recipes
-    kind = (crop or DEFAULT_CROP.get(recipe, CropKind.none)).value
-    crop_cfg = CropConfig(kind=kind, size=crop_size or (128 if kind == "face" else 112))
-    if kind != "none" and short_side == 128:
-        short_side = 0   # crops are cut from full-resolution frames
-    fps = fps or (25.0 if recipe == Recipe.lrs2 else 10.0)
-    cfg = BuildConfig(video=VideoConfig(fps=fps, short_side=short_side, square=square, jpeg_quality=jpeg_quality),
-                      audio=AudioConfig(hop_length=hop), clip=ClipConfig(max_seconds, min_frames), crop=crop_cfg,
-                      videos_per_shard=videos_per_shard, shard_prefix=prefix or recipe.value)
-    csvs = [str(c) for c in csv] if csv else None
-    try:
-        if recipe == Recipe.k_av:
-            if not kinetics or not avspeech:
-                _fail("k-av needs --kinetics DIR and --avspeech DIR")
-            items = recipes.prepare_kav(str(kinetics), str(avspeech), per_source, seed, only_present)
-            root_dir = os.path.commonpath([os.path.abspath(kinetics), os.path.abspath(avspeech)])
-        else:
-            if root is None:
-                _fail(f"`avprep build {recipe.value}` needs the corpus folder")
-            items = recipes.prepare(recipe.value, str(root), csvs)
-            root_dir = str(root)
-    except (OSError, ValueError) as e:
-        _fail(str(e))
-    _run(items, out, cfg, workers, ray, recipe.value, root_dir)
+    args = {"root": _str(root), "kinetics": _str(kinetics), "avspeech": _str(avspeech),
+            "per_source": per_source, "seed": seed,
+            "only_present": only_present, "csv": [str(c) for c in csv] if csv else None}
+    options = {"video.fps": fps, "video.short_side": short_side, "video.square": square,
+               "video.jpeg_quality": jpeg_quality, "audio.hop_length": hop, "clip.max_seconds": max_seconds,
+               "clip.min_frames": min_frames, "crop.kind": crop.value if crop else None, "crop.size": crop_size,
+               "crop.grey": grey, "crop.face_margin": face_margin, "crop.landmark_window_s": landmark_window,
+               "crop.transform_window_s": transform_window, "videos_per_shard": videos_per_shard,
+               "shard_prefix": prefix,
+               **_face_options(detect_every, align, lip_fraction, max_gap, min_face_fraction)}
+    _run(recipe.value, args, options, out, per_split, workers, ray)
 
 
 @app.command("crop-lips")
 def crop_lips(
     root: Annotated[Path, typer.Argument(help="LRW folder (lipread_mp4/<WORD>/{train,val,test}/*.mp4 + .txt).")],
     out: Out = Path("lrw-shards"),
-    size: Annotated[int, typer.Option(help="Crop side in pixels (112 paper; 96 or 88 elsewhere).")] = 112,
-    grey: Annotated[bool, typer.Option(help="Store grey crops.")] = False,
-    detect_every: Annotated[int, typer.Option(help="Run the face detector every N frames (else track).")] = 10,
-    videos_per_shard: Annotated[int, typer.Option(help="Clips per shard.")] = 1000,
+    size: CropSize = None,
+    grey: Grey = None,
+    detect_every: DetectEvery = None,
+    align: AlignOpt = None,
+    lip_fraction: LipFraction = None,
+    max_gap: MaxGap = None,
+    min_face_fraction: MinFaceFraction = None,
+    videos_per_shard: VideosPerShard = None,
     workers: Workers = None,
     ray: Ray = None,
 ) -> None:
-    """Lip crops for LRW at native 25 fps, all 29 frames, one shard set per split."""
-    from avprep.recipes.lrw import prepare_lrw
-    items = prepare_lrw(str(root))
-    cfg_for = lambda split: BuildConfig(  # noqa: E731
-        video=VideoConfig(fps=25.0, short_side=0), clip=ClipConfig(max_seconds=2.0, min_frames=20),
-        crop=CropConfig(kind="lips", size=size, grey=grey, detect_every=detect_every),
-        videos_per_shard=videos_per_shard, shard_prefix=f"lrw-{split}")
-    for split in sorted({i.split for i in items}):
-        typer.echo(f"== {split}")
-        _run([i for i in items if i.split == split], out / split, cfg_for(split), workers, ray, "lrw", str(root))
+    """`avprep build lrw` with its defaults: lip crops at native 25 fps, all 29 frames, one
+    shard set per split (every build option: `avprep build lrw --help`)."""
+    options = {"crop.size": size, "crop.grey": grey, "videos_per_shard": videos_per_shard,
+               **_face_options(detect_every, align, lip_fraction, max_gap, min_face_fraction)}
+    _run("lrw", {"root": str(root)}, options, out, None, workers, ray)
+
+
+Shards = Annotated[list[str], typer.Argument(help="A build folder, a glob or a brace pattern of .tar shards "
+                                             "(names found are always read as local files).")]
+AllowCommands = Annotated[bool, typer.Option(
+    "--allow-commands", help="Accept typed `pipe:CMD` specs and URLs: runs this command / fetches this URL. "
+    "Off by default.")]
+
+
+def _shards_or_fail(call):
+    """Run `call()`; a refused command/URL spec or shards that are not there: one line, rc 2."""
+    try:
+        return call()
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
 
 
 @app.command()
-def inspect(shards: Annotated[list[str], typer.Argument(help="Shard folder, glob or brace pattern.")]) -> None:
+def inspect(shards: Shards, allow_commands: AllowCommands = False) -> None:
     """Counts, hours, sources and failure reasons of built shards."""
     from avprep.tools import inspect_shards
-    typer.echo(inspect_shards(shards).report())
+    typer.echo(_shards_or_fail(lambda: inspect_shards(shards, allow_commands)).report())
 
 
 @app.command()
-def verify(shards: Annotated[list[str], typer.Argument(help="Shard folder, glob or brace pattern.")]) -> None:
-    """Decode every sample; check shapes and frame/mel alignment. Exit 1 if any is bad."""
+def verify(shards: Shards, allow_commands: AllowCommands = False) -> None:
+    """Every sample passes the format's full check (docs/format.md) and every shard holds the
+    samples its build recorded (manifest.json for a build folder, each tar's stats file for a
+    pattern). Names each bad sample and goes on; exit 1 if anything is wrong."""
     from avprep.tools import verify_shards
-    res = verify_shards(shards)
+    res = _shards_or_fail(lambda: verify_shards(shards, allow_commands))
     for where, why in res.bad[:50]:
         typer.echo(f"BAD {where}: {why}")
-    typer.echo(f"{res.checked} samples checked, {len(res.bad)} bad")
+    if len(res.bad) > 50:
+        typer.echo(f"... and {len(res.bad) - 50} more")
+    for note in res.notes[:20]:
+        typer.echo(f"NOT CHECKED {note}")
+    typer.echo(res.summary())
     if not res.ok:
         raise typer.Exit(1)
 
 
 @app.command()
-def preview(shards: Annotated[list[str], typer.Argument(help="Shard folder, glob or brace pattern.")],
+def preview(shards: Shards,
             out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path("preview.png"),
-            samples: Annotated[int, typer.Option(help="How many samples to draw.")] = 4) -> None:
+            samples: Annotated[int, typer.Option(help="How many samples to draw.")] = 4,
+            allow_commands: AllowCommands = False) -> None:
     """A contact sheet: frames over time with the mel spectrogram under them."""
     from avprep.preview import preview as draw
-    n = draw(shards, str(out), samples)
-    typer.echo(f"wrote {out} ({n} samples)")
+    if samples < 1:
+        _fail("--samples must be >= 1")
+    res = _shards_or_fail(lambda: draw(shards, str(out), samples, allow_commands=allow_commands))
+    skipped = f"; skipped {len(res.skipped)} bad (run avprep verify)" if res.skipped else ""
+    typer.echo(f"wrote {out} ({res.drawn} samples{skipped})")
 
 
 @app.command("preview-crops")
@@ -205,10 +258,12 @@ def bench(files: Annotated[Optional[list[Path]], typer.Argument(help="Videos to 
 
 
 def main() -> None:
+    """The entry point; the one place a user's mistake becomes `error: ...` and exit 2."""
+    from avprep.fsio import OutputError
     try:
         app()
-    except (ConfigError, FileNotFoundError) as e:
-        typer.secho(f"error: {e}", fg="red", err=True)
+    except (ConfigError, FileNotFoundError, OutputError) as e:
+        typer.secho(f"error: {str(e).strip()}".replace("\n", " "), fg="red", err=True)
         raise SystemExit(2)
 
 
