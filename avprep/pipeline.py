@@ -208,7 +208,8 @@ def run_local(tasks: list[ShardTask], workers: int, on_done: Callable[[dict], No
     import concurrent.futures as cf
     import multiprocessing as mp
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-    with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_die_with_parent,
+                                initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(run_shard, t) for t in tasks]
         try:
             for fut in cf.as_completed(futures):
@@ -217,6 +218,21 @@ def run_local(tasks: list[ShardTask], workers: int, on_done: Callable[[dict], No
             for fut in futures:
                 fut.cancel()
             raise
+
+
+def _die_with_parent(parent: int) -> None:
+    """Start of a pool worker: have the kernel kill it when the build process dies (Linux).
+
+    Without this a killed build leaves its workers waiting forever, and they keep the
+    inherited output lock, so no rerun could start."""
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)     # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:          # the build died before prctl took effect
+        os._exit(1)
 
 
 def run_ray(tasks: list[ShardTask], address: str, on_done: Callable[[dict], None]) -> None:

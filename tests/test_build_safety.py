@@ -91,6 +91,53 @@ def test_cli_refuses_a_held_folder_with_one_line(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+_SLOW_BUILD = """
+import os, sys, time
+from avprep import pipeline
+from avprep.config import BuildConfig
+from avprep.items import SourceItem
+
+def slow(item, cfg, root=""):
+    open(os.path.join(sys.argv[2], str(os.getpid())), "w").close()
+    time.sleep(60)
+
+pipeline.process_item = slow
+items = [SourceItem(f"/nowhere/{i}.mp4", "x", str(i)) for i in range(8)]
+pipeline.build_dataset(items, sys.argv[1], BuildConfig(videos_per_shard=1), workers=2, progress=False)
+"""
+
+
+def test_killed_build_leaves_no_workers_holding_the_lock(tmp_path):
+    """kill -9 of a build with a worker pool: its workers die too and a rerun can start."""
+    out, marks = tmp_path / "out", tmp_path / "workers"
+    marks.mkdir()
+    proc = subprocess.Popen([PY, "-c", _SLOW_BUILD, str(out), str(marks)], cwd=ROOT)
+    try:
+        _wait_for(lambda: len(list(marks.iterdir())) == 2, 30)
+    finally:
+        proc.kill()
+        proc.wait()
+    workers = [int(p.name) for p in marks.iterdir()]
+    _wait_for(lambda: not any(_alive(pid) for pid in workers), 10)
+    fsio.OutputLock(out, "test").acquire().release()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"     # a zombie holds no files
+    except OSError:
+        return False
+
+
+def _wait_for(condition, seconds: float) -> None:
+    import time
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 def test_writers_of_one_path_never_share_a_temp_file(tmp_path):
     """The old race: both runs wrote `.x.tar.tmp`; one's cleanup removed the other's file."""
     path = str(tmp_path / "x.tar")
