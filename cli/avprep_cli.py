@@ -83,7 +83,7 @@ def build(
     per_source: Annotated[Optional[int], typer.Option(help="k-av: random videos drawn from each source "
                                                       "(default 120000).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="k-av: seed of the draw and mix (default 0).")] = None,
-    only_present: Annotated[Optional[bool], typer.Option("--only-present/--all-rows", help="k-av: draw only rows "
+    only_present: Annotated[Optional[bool], typer.Option("--only-present/--no-only-present", help="k-av: draw only rows "
                                                          "whose file exists (default: all rows; missing ones are "
                                                          "recorded as `missing`).")] = None,
     csv: Annotated[Optional[list[Path]], typer.Option(help="kinetics, avspeech: annotation CSV(s) "
