@@ -133,8 +133,7 @@ def _encode(clip: Clip, cfg: BuildConfig, rel: str) -> dict:
     extra = clip.item.extra
     hint = (extra["face_x"], extra["face_y"]) if "face_x" in extra and "face_y" in extra else None
     out = crop_clip(clip, cfg.crop, hint)
-    return encode_clip(clip, cfg, rel, frames=out.frames, extra_members=out.members,
-                       extra_meta={"crop": out.meta})
+    return encode_clip(clip, cfg, rel, frames=out.frames, arrays=out.arrays, crop=out.meta)
 
 
 def _relpath(path: str, root: str) -> str:

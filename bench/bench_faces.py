@@ -62,9 +62,9 @@ def bench_video(path: str, repeat: int) -> dict:
         naive_cpu, naive_wall = naive_cpu + c1 + c2, naive_wall + w1 + w2
         ours_cpu, ours_wall = ours_cpu + c3 + c4, ours_wall + w3 + w4
     n = len(rgb) * repeat
-    lm = quality.load_member(out.members["landmarks.npy"])
-    tf = quality.load_member(out.members["transform.npy"])
-    own = quality.load_member(out.members["face_status.npy"]) != MISSING
+    lm = out.arrays["landmarks.npy"]
+    tf = out.arrays["transform.npy"]
+    own = out.arrays["face_status.npy"] != MISSING
     both = (naive.status != MISSING) & own
     dev = np.linalg.norm(quality.lip_centres(lm) - quality.lip_centres(naive.points), axis=1)
     dev = dev / quality.crop_width_px(tf, CFG.size)

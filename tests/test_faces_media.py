@@ -51,13 +51,13 @@ def test_tracked_lips_match_per_frame_detection_and_are_steadier(grid):
         naive = naive_track(frames)
         assert naive.count(DETECTED) == len(frames)
         ref = crops_from_track(frames, naive, fps, LIPS, options_for(LIPS))
-        lm = quality.load_member(ours.members["landmarks.npy"])
-        tf = quality.load_member(ours.members["transform.npy"])
+        lm = ours.arrays["landmarks.npy"]
+        tf = ours.arrays["transform.npy"]
         assert lm.shape == (len(frames), 68, 2) and tf.shape == (len(frames), 2, 3)
         dev = np.linalg.norm(quality.lip_centres(lm) - quality.lip_centres(naive.points), axis=1)
         dev /= quality.crop_width_px(tf, LIPS.size)
         jit_ours = quality.jitter(quality.centre_of_crops(tf, LIPS.size))
-        ref_tf = quality.load_member(ref.members["transform.npy"])
+        ref_tf = ref.arrays["transform.npy"]
         jit_ref = quality.jitter(quality.centre_of_crops(ref_tf, LIPS.size))
         print(f"GRID {name}: {ours.meta['detected']} detected / {ours.meta['tracked']} tracked; lip-centre "
               f"deviation from per-frame detection median {np.median(dev):.4f}, max {dev.max():.4f} of crop "
@@ -89,21 +89,21 @@ def test_crop_follows_known_motion(grid, kind):
     rotate, zoom = (6.0, 0.08) if kind == "lips" else (0.0, 0.0)
     frames, motions = _moving(grid["swwp2s"][0][10], 50, rotate, zoom)
     out = crop_frames(frames, 25.0, CropConfig(kind=kind, size=112))
-    tf = quality.load_member(out.members["transform.npy"])
+    tf = out.arrays["transform.npy"]
     err = quality.motion_error(tf, motions, 112)
     print(f"known motion ({kind}, GRID still, 50 frames, +-{rotate:g} deg, +-{zoom:.0%} scale, +-25 px): "
           f"crop pixel error mean {err.mean():.2f}, max {err.max():.2f}; {out.meta['tracked']} tracked")
     assert err.mean() < 1.0 and err.max() < 2.5
     assert out.meta["tracked"] >= 40
     static = crop_frames(np.stack([frames[0]] * 50), 25.0, CropConfig(kind=kind, size=112))
-    assert quality.motion_error(quality.load_member(static.members["transform.npy"]), motions, 112).mean() > 5
+    assert quality.motion_error(static.arrays["transform.npy"], motions, 112).mean() > 5
 
 
 def test_stored_landmarks_and_transform_describe_the_crop(grid):
     frames, fps = grid["bbaf2n"]
     out = crop_frames(frames[:20], fps, CropConfig(kind="lips", size=96, grey=True))
-    lm = quality.load_member(out.members["landmarks.npy"])
-    tf = quality.load_member(out.members["transform.npy"])
+    lm = out.arrays["landmarks.npy"]
+    tf = out.arrays["transform.npy"]
     assert out.frames.shape == (20, 96, 96, 3)
     assert np.array_equal(out.frames[..., 0], out.frames[..., 2])        # grey replicated
     lips = np.stack([align.apply(m.astype(float), p[align.MOUTH]).mean(0) for m, p in zip(tf, lm)])
@@ -144,11 +144,11 @@ def test_lip_crop_follows_known_motion_of_300w_stills(name):
     """A 300-W still animated with known similarity motions: the lip crop moves with it."""
     frames, motions = _moving(_rgb(MEDIA / "300w" / name), 40, rotate=5.0, zoom=0.06, seed=1)
     out = crop_frames(frames, 25.0, LIPS)
-    err = quality.motion_error(quality.load_member(out.members["transform.npy"]), motions, 112)
+    err = quality.motion_error(out.arrays["transform.npy"], motions, 112)
     print(f"known motion (300-W {name}, 40 frames): crop pixel error mean {err.mean():.2f}, max {err.max():.2f}")
     assert err.mean() < 1.5 and err.max() < 3.5
     # control: a crop that ignores the motion errs several times more (so this test can fail)
     static = crop_frames(np.stack([frames[0]] * 40), 25.0, LIPS)
-    static_err = quality.motion_error(quality.load_member(static.members["transform.npy"]), motions, 112)
+    static_err = quality.motion_error(static.arrays["transform.npy"], motions, 112)
     print(f"  motion ignored: mean {static_err.mean():.2f}")
     assert static_err.mean() > max(3.0, 5 * err.mean())

@@ -12,13 +12,13 @@ from avprep.faces import align
 from avprep.faces.temporal import fill_gaps, smooth_poly
 from avprep.faces.track import DETECTED, TRACKED, Track, TrackOptions, track_landmarks
 from avprep.probe import MediaError
-from avprep.shards import npy_bytes
+from avprep.format import FACE_STATUS, LANDMARKS, TRANSFORM
 
 
 @dataclass
 class CropOutput:
     frames: np.ndarray       # (T, S, S, 3) uint8 RGB (grey crops replicated to 3 channels)
-    members: dict[str, bytes]  # extra shard members: landmarks.npy, transform.npy, face_status.npy
+    arrays: dict[str, np.ndarray]  # extra shard members by name (avprep.format.CROP_ARRAYS); the encoder serialises them
     meta: dict               # JSON-able, stored under json["crop"]
 
 
@@ -91,10 +91,9 @@ def crops_from_track(frames: np.ndarray, track: Track, fps: float, cfg: CropConf
             "interpolated": int(was_filled.sum()), "detector_runs": track.detector_runs,
             "scale": round(float(np.median([align.scale_of(m) for m in transforms])), 5),
             "hint": list(hint) if hint is not None else None, **geo}
-    members = {"landmarks.npy": npy_bytes(landmarks.astype(np.float32)),
-               "transform.npy": npy_bytes(transforms.astype(np.float32)),
-               "face_status.npy": npy_bytes(np.where(was_filled, 0, track.status).astype(np.uint8))}
-    return CropOutput(crops, members, meta)
+    arrays = {LANDMARKS: landmarks.astype(np.float32), TRANSFORM: transforms.astype(np.float32),
+              FACE_STATUS: np.where(was_filled, 0, track.status).astype(np.uint8)}
+    return CropOutput(crops, arrays, meta)
 
 
 def _transforms(cfg: CropConfig, opts: FaceOptions, filled: np.ndarray, landmarks: np.ndarray,

@@ -140,28 +140,27 @@ def load_annotations(corpus_dir: str) -> dict[str, dict]:
         return json.load(f)["videos"]
 
 
-# ---- direct shard writing (tests; follows docs/format.md, version 1) -------------------
+# ---- direct shard writing (tests; through avprep.format's encoder) ----------------------
 
 def clip_sample(clip: AVClip, key: str, source_path: str, quality: int = 90) -> dict:
-    """A format-v1 sample for `clip` (whole clip, one segment, frames as generated)."""
+    """A format sample for `clip` (whole clip, one segment, frames as generated), made by
+    the format's encoder, so it carries every metadata field a build writes."""
     from avprep.audio import mel_of_signal
-    from avprep.config import AudioConfig
-    from avprep.shards import FORMAT_VERSION, encode_jpegs, npy_bytes
+    from avprep.config import AudioConfig, mel_per_frame
+    from avprep.format import SampleMeta, SourceVideo, encode_sample
 
     cfg = AudioConfig(sample_rate=clip.sample_rate)
-    k = int(round(clip.sample_rate / (cfg.hop_length * clip.fps)))
-    n = clip.frames.shape[0]
+    k = mel_per_frame(clip.fps, cfg)
+    n, h, w = clip.frames.shape[:3]
     mel = mel_of_signal(clip.audio, cfg)[:, :n * k]
-    data, offsets = encode_jpegs(clip.frames, quality)
-    meta = {"format_version": FORMAT_VERSION, "key": key, "source": "avcorr", "item_id": key, "split": "train",
-            "source_path": source_path, "segment": 0, "first_frame": 0, "num_frames": n,
-            "fps": clip.fps, "width": int(clip.frames.shape[2]), "height": int(clip.frames.shape[1]),
-            "start_time": 0.0, "end_time": n / clip.fps, "cut_start": None, "cut_end": None,
-            "sample_rate": clip.sample_rate, "hop_length": cfg.hop_length, "n_fft": cfg.n_fft,
-            "n_mels": cfg.n_mels, "mel_per_frame": k, "frame_offsets": offsets, "labels": {},
-            "extra": {}, "source_video": {}}
-    return {"__key__": key, "frames.mjpeg": data, "mel.npy": npy_bytes(mel.astype(np.float16)),
-            "json": json.dumps(meta).encode("utf-8")}
+    source = SourceVideo(width=int(w), height=int(h), sar="1", rotation=0, fps=clip.fps, codec="rawvideo",
+                         audio_codec="pcm_f32le", audio_channels="mono", audio_sample_rate=clip.sample_rate)
+    meta = SampleMeta(key=key, source="avcorr", item_id=key, split="train", source_path=source_path, segment=0,
+                      first_frame=0, fps=clip.fps, start_time=0.0, end_time=round(n / clip.fps, 6),
+                      cut_start=None, cut_end=None, has_audio=True, sample_rate=clip.sample_rate,
+                      hop_length=cfg.hop_length, n_fft=cfg.n_fft, n_mels=cfg.n_mels, mel_per_frame=k,
+                      labels={}, extra={}, source_video=source)
+    return encode_sample(meta, clip.frames, mel, quality)
 
 
 def write_shards(clips: list[AVClip], out_dir: str, per_shard: int = 16, prefix: str = "avcorr",
