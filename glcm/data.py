@@ -1,10 +1,11 @@
 """WebDataset loader for avprep shards (docs/format.md, version 1).
 
-Only the three expected members are read (`json`, `mel.npy`, `frames.mjpeg`), and each is
-decoded by hand: `json.loads`, `np.load(..., allow_pickle=False)`, `cv2.imdecode`. Nothing
+Only the three expected members are read (`json`, `mel.npy`, `frames.mjpeg`), and each
+sample passes the format's validator (`avprep.format.open_sample`: metadata, frame offsets
+and the mel's .npy header are checked before anything is allocated from them). Nothing
 from a shard is ever unpickled. Per sample a random window of `frames` frames is chosen
-(temporal jitter), only its JPEGs are decoded, and its exact mel columns are cut
-(`mel[:, k*s : k*(s+frames)]`). One random crop / flip / grey-scale applies to the whole clip.
+(temporal jitter), only its JPEGs are decoded (each checked against the stated size), and
+its exact mel columns are cut (`mel[:, k*s : k*(s+frames)]`). One random crop / flip / grey-scale applies to the whole clip.
 
 Training uses `wds.ResampledShards` with a fixed number of batches per worker per epoch,
 so ranks and workers never run out at different times (no DDP desync). Samples are
@@ -13,8 +14,6 @@ counted by reason; each batch carries its worker's running counts.
 """
 from __future__ import annotations
 
-import io
-import json
 import logging
 import math
 from collections import Counter
@@ -26,13 +25,12 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader
 
+from avprep.format import FORMAT_VERSION, MEMBERS, FormatError, Sample, open_sample  # noqa: F401
 from glcm.config import DataConfig
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-MEMBERS = ("json", "mel.npy", "frames.mjpeg")
-# What malformed bytes raise inside json / numpy / OpenCV decoding.
+# What malformed bytes could still raise inside OpenCV past the format's checks.
 DECODE_ERRORS = (ValueError, KeyError, TypeError, IndexError, EOFError, OSError, cv2.error)
 
 
@@ -68,20 +66,19 @@ def is_member(fname: str) -> bool:
 
 # ---- decoding one sample --------------------------------------------------------------
 
-def parse_meta(raw: bytes) -> dict:
-    meta = json.loads(raw.decode("utf-8"))
-    if not isinstance(meta, dict):
-        raise SkipSample("bad_json", "metadata is not an object")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise SkipSample("format_version", f"unsupported format_version {meta.get('format_version')!r}")
-    return meta
-
-
-def load_mel(raw: bytes, n_mels: int, columns: int) -> np.ndarray:
-    mel = np.load(io.BytesIO(raw), allow_pickle=False)
-    if mel.ndim != 2 or mel.shape != (n_mels, columns):
-        raise SkipSample("mel_shape", f"mel {mel.shape}, expected {(n_mels, columns)}")
-    return mel
+def open_checked(raw: dict, spec: ClipSpec) -> Sample:
+    """The format's structural checks (avprep.format.open_sample), then the model's own:
+    the shard's mel_per_frame and n_mels must be the model's."""
+    try:
+        sample = open_sample(raw)
+    except FormatError as exc:
+        raise SkipSample(exc.reason, exc.detail) from None
+    meta = sample.meta
+    if meta.mel_per_frame != spec.mel_per_frame:
+        raise SkipSample("mel_per_frame", f"shard has {meta.mel_per_frame}, model expects {spec.mel_per_frame}")
+    if meta.n_mels != spec.n_mels:
+        raise SkipSample("n_mels", f"shard has {meta.n_mels}, model expects {spec.n_mels}")
+    return sample
 
 
 def choose_start(num_frames: int, length: int, jitter: bool, rng: np.random.Generator) -> int:
@@ -102,23 +99,19 @@ def crop_box(h: int, w: int, spec: ClipSpec, rng: np.random.Generator | None) ->
     return scale, int(rng.integers(0, sh - spec.crop + 1)), int(rng.integers(0, sw - spec.crop + 1))
 
 
-def decode_window(data: bytes, offsets: list[int], start: int, spec: ClipSpec,
+def decode_window(sample: Sample, start: int, spec: ClipSpec,
                   rng: np.random.Generator | None) -> tuple[np.ndarray, tuple[float, int, int]]:
     """Decode frames [start, start+spec.frames) and crop them: uint8 (T, crop, crop, 3) BGR,
-    and the (scale, y, x) crop box (centred when `rng` is None)."""
+    and the (scale, y, x) crop box (centred when `rng` is None). Every frame is checked to
+    be height x width (the format's rule) before it is decoded."""
     c = spec.crop
     out = np.empty((spec.frames, c, c, 3), dtype=np.uint8)
-    view = memoryview(data)
-    box = None
+    box = crop_box(sample.meta.height, sample.meta.width, spec, rng)
     for i in range(spec.frames):
-        a, b = offsets[start + i], offsets[start + i + 1]
-        img = cv2.imdecode(np.frombuffer(view[a:b], dtype=np.uint8), cv2.IMREAD_COLOR)
-        if img is None:
-            raise SkipSample("bad_jpeg", f"frame {start + i}")
-        if box is None:
-            shape, box = img.shape, crop_box(img.shape[0], img.shape[1], spec, rng)
-        elif img.shape != shape:
-            raise SkipSample("frame_size", f"frame {start + i} is {img.shape}, frame 0 {shape}")
+        try:
+            img = sample.frame(start + i, bgr=True)
+        except FormatError as exc:
+            raise SkipSample(exc.reason, exc.detail) from None
         scale, y, x = box
         if scale != 1.0:
             img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
@@ -138,34 +131,19 @@ def colour_augment(bgr: np.ndarray, spec: ClipSpec, rng: np.random.Generator) ->
     return np.ascontiguousarray(rgb)
 
 
-def check_offsets(offsets, num_frames: int, size: int) -> list[int]:
-    if not isinstance(offsets, list) or len(offsets) != num_frames + 1:
-        raise SkipSample("bad_offsets", "frame_offsets must hold num_frames + 1 integers")
-    if offsets[0] != 0 or offsets[-1] != size or any(b <= a for a, b in zip(offsets, offsets[1:])):
-        raise SkipSample("bad_offsets", "frame_offsets not increasing from 0 to the stream size")
-    return offsets
-
-
-def decode_sample(sample: dict, spec: ClipSpec, rng: np.random.Generator) -> dict:
-    """One raw tar sample -> {"frames": uint8 (T,c,c,3) RGB, "mel": float32 (n_mels, T*k), ...}."""
-    missing = [m for m in MEMBERS if m not in sample]
-    if missing:
-        raise SkipSample("missing_member", ",".join(missing))
+def decode_sample(raw: dict, spec: ClipSpec, rng: np.random.Generator) -> dict:
+    """One raw tar sample -> {"frames": uint8 (T,c,c,3) RGB, "mel": float32 (n_mels, T*k), ...}.
+    SkipSample (with the format's reason code) for a sample that breaks a rule."""
+    sample = open_checked(raw, spec)
+    start = choose_start(sample.meta.num_frames, spec.frames, spec.jitter, rng)
     try:
-        meta = parse_meta(sample["json"])
-        k = int(meta["mel_per_frame"])
-        if k != spec.mel_per_frame:
-            raise SkipSample("mel_per_frame", f"shard has {k}, model expects {spec.mel_per_frame}")
-        t = int(meta["num_frames"])
-        offsets = check_offsets(meta["frame_offsets"], t, len(sample["frames.mjpeg"]))
-        mel = load_mel(sample["mel.npy"], spec.n_mels, t * k)
-        start = choose_start(t, spec.frames, spec.jitter, rng)
-        frames, _ = decode_window(sample["frames.mjpeg"], offsets, start, spec, rng)
+        frames, _ = decode_window(sample, start, spec, rng)
+        window = sample.mel_window(start, spec.frames)
+    except FormatError as exc:
+        raise SkipSample(exc.reason, exc.detail) from None
     except DECODE_ERRORS as exc:
         raise SkipSample("decode_error", f"{type(exc).__name__}: {exc}") from exc
-    window = mel[:, k * start: k * (start + spec.frames)].astype(np.float32)
-    return {"frames": colour_augment(frames, spec, rng), "mel": window,
-            "key": sample.get("__key__", ""), "start": start}
+    return {"frames": colour_augment(frames, spec, rng), "mel": window, "key": sample.key, "start": start}
 
 
 # ---- pipeline stages --------------------------------------------------------------------

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 import webdataset as wds
 
-from glcm.data import ClipSpec, decode_window, is_member, load_mel, parse_meta
+from avprep.format import SampleMeta, expand_shards
+from glcm.data import ClipSpec, SkipSample, decode_window, is_member, open_checked
 from glcm.model import GLCM
 
 
@@ -36,11 +37,11 @@ class EvalClip:
     box: np.ndarray          # sounding object's [x0, y0, x1, y1] in crop pixels (middle frame)
 
 
-def box_in_crop(record: dict, meta: dict, frame: int, crop: tuple[float, int, int], size: int) -> np.ndarray:
+def box_in_crop(record: dict, meta: SampleMeta, frame: int, crop: tuple[float, int, int], size: int) -> np.ndarray:
     """The annotated box of `frame`, mapped from the source video into crop pixels."""
     scale, y, x = crop
-    sx = meta["width"] / record["width"] * scale
-    sy = meta["height"] / record["height"] * scale
+    sx = meta.width / record["width"] * scale
+    sy = meta.height / record["height"] * scale
     x0, y0, x1, y1 = record["boxes"][frame]
     box = np.array([x0 * sx - x, y0 * sy - y, x1 * sx - x, y1 * sy - y])
     return np.clip(box, 0, size)
@@ -48,22 +49,30 @@ def box_in_crop(record: dict, meta: dict, frame: int, crop: tuple[float, int, in
 
 def load_eval_clips(shards: str | list[str], annotations: dict[str, dict], frames: int = 32,
                     crop: int = 64, shift: int = 8, mel_per_frame: int = 10, n_mels: int = 80) -> list[EvalClip]:
-    """Decode every annotated sample once (first window, centred crop)."""
+    """Decode every annotated sample once (first window, centred crop). A sample that breaks
+    a rule of the format (or has the wrong mel_per_frame / n_mels) is an error: an
+    evaluation must not silently drop clips. Names from a glob are local files; a typed
+    `pipe:` or URL spec runs / fetches as in training."""
     spec = ClipSpec(frames=frames, crop=crop, flip_prob=0.0, grey_prob=0.0, jitter=False,
                     mel_per_frame=mel_per_frame, n_mels=n_mels)
-    source = wds.DataPipeline(wds.SimpleShardList(shards), wds.tarfile_to_samples(select_files=is_member))
+    urls = expand_shards(shards, allow_commands=True)
+    source = wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples(select_files=is_member))
     clips = []
-    for sample in source:
-        meta = parse_meta(sample["json"])
-        record = annotations.get(meta["source_path"])
-        t, k = meta["num_frames"], meta["mel_per_frame"]
-        if record is None or t < frames + shift:
-            continue
-        mel = load_mel(sample["mel.npy"], n_mels, t * k).astype(np.float32)
-        bgr, box = decode_window(sample["frames.mjpeg"], meta["frame_offsets"], 0, spec, None)
-        clips.append(EvalClip(sample["__key__"], np.ascontiguousarray(bgr[..., ::-1]), mel[:, :frames * k],
+    for raw in source:
+        try:
+            sample = open_checked(raw, spec)
+            meta = sample.meta
+            record = annotations.get(meta.source_path)
+            if record is None or meta.num_frames < frames + shift:
+                continue
+            mel = sample.mel_window(0, frames + shift)
+            bgr, box = decode_window(sample, 0, spec, None)
+        except (SkipSample, ValueError) as exc:
+            raise ValueError(f"sample {raw.get('__key__', '?')} of {raw.get('__url__', '?')}: {exc}") from None
+        k = meta.mel_per_frame
+        clips.append(EvalClip(sample.key, np.ascontiguousarray(bgr[..., ::-1]), mel[:, :frames * k],
                               mel[:, shift * k:(shift + frames) * k],
-                              box_in_crop(record, meta, meta["first_frame"] + frames // 2, box, crop)))
+                              box_in_crop(record, meta, meta.first_frame + frames // 2, box, crop)))
     return clips
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import tarfile
 
 import cv2
 import numpy as np
+import numpy.lib.format as npy_format
 import pytest
 import webdataset as wds
 
 import glcm.data as gdata
+from avprep.format import SampleMeta, SourceVideo, encode_sample
 from glcm.config import DataConfig
 from glcm.data import ClipSpec, decode_sample, make_dataset, make_loader
 
@@ -22,23 +25,28 @@ def grey_level(i: int) -> int:
     return (10 + 5 * i) % 250
 
 
-def jpeg(img: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])
-    assert ok
-    return buf.tobytes()
+def encoded(key: str, frames: np.ndarray) -> dict:
+    """A sample made by the format's encoder; mel column j holds the value j in every band."""
+    t, h, w = frames.shape[:3]
+    source = SourceVideo(width=w, height=h, sar="1", rotation=0, fps=10.0, codec="h264", audio_codec="aac",
+                         audio_channels="mono", audio_sample_rate=16000)
+    meta = SampleMeta(key=key, source="test", item_id=key, split="train", source_path=key + ".mp4", segment=0,
+                      first_frame=0, fps=10.0, start_time=0.0, end_time=t / 10, cut_start=None, cut_end=None,
+                      has_audio=True, sample_rate=16000, hop_length=160, n_fft=400, n_mels=80, mel_per_frame=K,
+                      labels={}, extra={}, source_video=source)
+    return encode_sample(meta, frames, np.tile(np.arange(t * K, dtype=np.float32), (80, 1)), 95)
 
 
 def sample(key: str, t: int = 40, h: int = 48, w: int = 64, version: int = 1) -> dict:
-    """Frame i is flat grey level 10+5i; mel column j holds the value j in every band."""
-    parts = [jpeg(np.full((h, w, 3), grey_level(i), np.uint8)) for i in range(t)]
-    offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).tolist()
-    mel = np.tile(np.arange(t * K, dtype=np.float16), (80, 1))
-    buf = io.BytesIO()
-    np.save(buf, mel, allow_pickle=False)
-    meta = {"format_version": version, "key": key, "num_frames": t, "width": w, "height": h,
-            "mel_per_frame": K, "frame_offsets": offsets, "fps": 10.0, "first_frame": 0}
-    return {"__key__": key, "frames.mjpeg": b"".join(parts), "mel.npy": buf.getvalue(),
-            "json": json.dumps(meta).encode()}
+    """Frame i is flat grey level 10+5i."""
+    raw = encoded(key, np.stack([np.full((h, w, 3), grey_level(i), np.uint8) for i in range(t)]))
+    return set_meta(raw, format_version=version) if version != 1 else raw
+
+
+def set_meta(raw: dict, **changes) -> dict:
+    meta = json.loads(raw["json"])
+    meta.update(changes)
+    return {**raw, "json": json.dumps(meta).encode()}
 
 
 def write(path, samples) -> str:
@@ -83,13 +91,9 @@ def test_only_the_window_is_decoded(monkeypatch):
 
 
 def test_flip_and_grey_apply_to_the_whole_clip():
-    raw = sample("a", t=32)
     frames = np.zeros((32, 48, 64, 3), np.uint8)
-    frames[:, :, :32, 2] = 200                                    # left half red (RGB)
-    parts = [jpeg(cv2.cvtColor(f, cv2.COLOR_RGB2BGR)) for f in frames]
-    meta = json.loads(raw["json"])
-    meta["frame_offsets"] = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).tolist()
-    raw.update({"frames.mjpeg": b"".join(parts), "json": json.dumps(meta).encode()})
+    frames[:, :, :32, 2] = 200                                    # left half blue (RGB)
+    raw = encoded("a", frames)
     spec = ClipSpec(frames=32, crop=48, flip_prob=1.0, grey_prob=0.0, jitter=False, mel_per_frame=K)
     out = decode_sample(raw, spec, np.random.default_rng(3))["frames"]
     # crop is 48 wide at x in [0, 16]; flipped, the blue (RGB index 2) half is on the right in every frame
@@ -126,18 +130,28 @@ def corrupt_shard(tmp_path) -> tuple[str, str]:
     buf = io.BytesIO()
     np.save(buf, np.array([Evil(marker)], dtype=object), allow_pickle=True)
     pickled_mel["mel.npy"] = buf.getvalue()
+    huge_mel = sample("hugemel")                                   # 128 bytes claiming (80, 10**13)
+    buf = io.BytesIO()
+    npy_format.write_array_header_1_0(buf, {"descr": "<f2", "fortran_order": False, "shape": (80, 10 ** 13)})
+    huge_mel["mel.npy"] = buf.getvalue()
     no_json = sample("nojson")
     del no_json["json"]
     bad_json = sample("badjson")
     bad_json["json"] = b"{not json"
+    list_json = {**sample("listjson"), "json": b"[1, 2]"}
+    abc = set_meta(sample("abc"), num_frames="abc")
+    null_offsets = set_meta(sample("nulloffsets"), frame_offsets=None)
     v2 = sample("v2", version=2)
     short = sample("short", t=20)
-    samples = [good[0], bad_jpeg, bad_mel, good[1], pickled_mel, no_json, bad_json, v2, short, good[2]]
+    samples = [good[0], bad_jpeg, bad_mel, good[1], pickled_mel, huge_mel, no_json, bad_json, list_json, abc,
+               null_offsets, v2, short, good[2]]
     write(tmp_path / "mixed-000000.tar", samples)
     # a second shard cut short in the middle of a member
     whole = write(tmp_path / "whole.tar", [sample(f"t{i}") for i in range(2)])
+    with tarfile.open(whole) as tar:
+        last = tar.getmembers()[-1]                                # t1's last member
     blob = open(whole, "rb").read()
-    (tmp_path / "mixed-000001.tar").write_bytes(blob[: len(blob) - 3000])
+    (tmp_path / "mixed-000001.tar").write_bytes(blob[: last.offset_data + last.size // 2])
     return str(tmp_path / "mixed-{000000..000001}.tar"), marker
 
 
@@ -151,8 +165,9 @@ def test_corrupt_samples_are_skipped_and_counted(tmp_path):
     assert batches[3]["skipped"]["bad_jpeg"] == 1              # batches carry the running counts
     counts = dict(ds.skip_counter.counts)
     assert counts.pop("shard_error") >= 1       # webdataset may report one cut tar at two levels
-    # missing_member: "nojson", and "t1" whose members the cut tar lost
-    assert counts == {"bad_jpeg": 1, "mel_shape": 1, "decode_error": 2, "missing_member": 2,
+    # the format's reason codes; missing_member: "nojson", and "t1" whose members the cut tar lost;
+    # mel_header: wrong shape, pickled, a header claiming (80, 10**13) (refused before any allocation)
+    assert counts == {"bad_jpeg": 1, "mel_header": 3, "bad_json": 2, "bad_meta": 2, "missing_member": 2,
                       "format_version": 1, "too_short": 1}
     assert not (tmp_path / "PWNED").exists()
 
