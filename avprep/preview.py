@@ -2,65 +2,96 @@
 from __future__ import annotations
 
 from contextlib import closing
+from dataclasses import dataclass
 
 import numpy as np
 
-from avprep.shards import decode_jpegs, load_npy
-from avprep.tools import expand_shards, iter_raw, read_meta
+from avprep.format import LANDMARKS, TRANSFORM, FormatError, SampleMeta, expand_shards, open_sample
+from avprep.tools import TAR_ERRORS, iter_raw
 
 
-def _landmarks_in_crop(sample: dict, index: int) -> np.ndarray | None:
-    if "landmarks.npy" not in sample or "transform.npy" not in sample:
-        return None
-    pts = load_npy(sample["landmarks.npy"])[index]
-    m = load_npy(sample["transform.npy"])[index]
-    return pts @ m[:, :2].T + m[:, 2]
+@dataclass
+class Drawn:
+    """What one sample contributes to the sheet, decoded (and so checked) before drawing."""
+    meta: SampleMeta
+    picks: np.ndarray              # frame indices shown
+    frames: np.ndarray             # (len(picks), H, W, 3) RGB
+    mel: np.ndarray                # (n_mels, T*k) float32
+    points: list                   # per pick: (68, 2) landmarks in crop pixels, or None
 
 
-def preview(spec: str | list[str], out_path: str, max_samples: int = 4, frames_per_row: int = 8) -> int:
-    """Write a PNG contact sheet of the first `max_samples` samples; returns how many were drawn."""
+@dataclass
+class PreviewResult:
+    drawn: int                     # samples on the sheet
+    skipped: list[str]             # "key: reason" of samples that break a rule of the format
+
+
+def _prepare(raw: dict, frames_per_row: int) -> Drawn:
+    """Everything the sheet shows of one sample; FormatError if the sample breaks a rule."""
+    sample = open_sample(raw)
+    t = sample.meta.num_frames
+    picks = np.linspace(0, t - 1, min(frames_per_row, t)).round().astype(int)
+    points = [None] * len(picks)
+    if LANDMARKS in raw and TRANSFORM in raw:
+        lm, tf = sample.array(LANDMARKS), sample.array(TRANSFORM)
+        points = [lm[i] @ tf[i][:, :2].T + tf[i][:, 2] for i in picks]
+    return Drawn(sample.meta, picks, sample.frames(picks), sample.mel_window(0, t), points)
+
+
+def _collect(shards: list[str], count: int, frames_per_row: int) -> tuple[list[Drawn], list[str]]:
+    drawn, skipped = [], []
+    for shard in shards:
+        try:
+            for raw in iter_raw([shard]):
+                try:
+                    drawn.append(_prepare(raw, frames_per_row))
+                except FormatError as exc:
+                    skipped.append(f"{raw.get('__key__', '?')}: {exc}")
+                if len(drawn) >= count:
+                    return drawn, skipped
+        except TAR_ERRORS as exc:
+            skipped.append(f"{shard}: unreadable ({type(exc).__name__}: {exc})")
+    return drawn, skipped
+
+
+def preview(spec: str | list[str], out_path: str, max_samples: int = 4, frames_per_row: int = 8,
+            allow_commands: bool = False) -> PreviewResult:
+    """Write a PNG contact sheet of the first `max_samples` good samples; samples that break a
+    rule of the format are skipped and named. ValueError if none can be drawn."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    samples = []
-    for sample in iter_raw(expand_shards(spec)):
-        samples.append(sample)
-        if len(samples) >= max_samples:
-            break
+    samples, skipped = _collect(expand_shards(spec, allow_commands), max_samples, frames_per_row)
     if not samples:
-        raise ValueError(f"no samples in {spec}")
+        detail = f" ({len(skipped)} bad: {skipped[0]}; run avprep verify)" if skipped else ""
+        raise ValueError(f"no samples to draw in {spec}{detail}")
     fig, axes = plt.subplots(2 * len(samples), 1, figsize=(12, 3.2 * len(samples)),
                              gridspec_kw={"height_ratios": [1.3, 1] * len(samples)}, squeeze=False)
     for n, sample in enumerate(samples):
-        _draw_sample(sample, axes[2 * n, 0], axes[2 * n + 1, 0], frames_per_row)
+        _draw_sample(sample, axes[2 * n, 0], axes[2 * n + 1, 0])
     fig.tight_layout()
     fig.savefig(out_path, dpi=90)
     plt.close(fig)
-    return len(samples)
+    return PreviewResult(len(samples), skipped)
 
 
-def _draw_sample(sample: dict, ax_frames, ax_mel, frames_per_row: int) -> None:
-    meta = read_meta(sample)
-    t, fps = meta["num_frames"], meta["fps"]
-    t0, t1 = meta["start_time"], meta["end_time"]
-    picks = np.linspace(0, t - 1, min(frames_per_row, t)).round().astype(int)
-    frames = decode_jpegs(sample["frames.mjpeg"], meta["frame_offsets"], picks)
-    slot = (t1 - t0) / len(picks)
-    for j, (i, frame) in enumerate(zip(picks, frames)):
+def _draw_sample(d: Drawn, ax_frames, ax_mel) -> None:
+    meta = d.meta
+    t0, t1 = meta.start_time, meta.end_time
+    slot = (t1 - t0) / len(d.picks)
+    for j, (i, frame, pts) in enumerate(zip(d.picks, d.frames, d.points)):
         left = t0 + j * slot
         ax_frames.imshow(frame, extent=[left, left + slot * 0.96, 0, 1], aspect="auto")
-        pts = _landmarks_in_crop(sample, i)
         if pts is not None:
             h, w = frame.shape[:2]
             ax_frames.scatter(left + pts[:, 0] / w * slot * 0.96, 1 - pts[:, 1] / h, s=2, c="lime")
-        ax_frames.text(left, 1.02, f"{(meta['first_frame'] + i) / fps:.1f}s", fontsize=7)
+        ax_frames.text(left, 1.02, f"{(meta.first_frame + i) / meta.fps:.1f}s", fontsize=7)
     ax_frames.set_xlim(t0, t1)
     ax_frames.set_ylim(0, 1.1)
     ax_frames.set_yticks([])
-    ax_frames.set_title(f"{meta['key']}  ({meta['source']}, {t} frames @ {fps:g} fps)", fontsize=9)
-    mel = load_npy(sample["mel.npy"]).astype(np.float32)
-    ax_mel.imshow(mel, origin="lower", aspect="auto", extent=[t0, t1, 0, mel.shape[0]], cmap="magma")
+    ax_frames.set_title(f"{meta.key}  ({meta.source}, {meta.num_frames} frames @ {meta.fps:g} fps)", fontsize=9)
+    ax_mel.imshow(d.mel, origin="lower", aspect="auto", extent=[t0, t1, 0, d.mel.shape[0]], cmap="magma")
     ax_mel.set_xlim(t0, t1)
     ax_mel.set_ylabel("mel band")
     ax_mel.set_xlabel("time (s, shared clock)")
@@ -86,7 +117,7 @@ def preview_crops(video: str, out_path: str, kind: str = "lips", fps: float = 25
     with closing(iter_clips(SourceItem(video, "preview", "preview"), cfg)) as clips:
         clip = next(clips)           # closing stops the ffmpeg processes of the other segments
     out = crop_clip(clip, crop)
-    landmarks = load_npy(out.members["landmarks.npy"])
+    landmarks = out.arrays[LANDMARKS]
     picks = np.linspace(0, clip.num_frames - 1, min(frames_per_sheet, clip.num_frames)).round().astype(int)
     h = 240
     rows = []
