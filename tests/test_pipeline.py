@@ -82,6 +82,19 @@ def test_no_pickled_members_and_reproducible_tar_headers(two_builds):
                     np.load(io.BytesIO(tar.extractfile(m).read()), allow_pickle=False)
 
 
+def test_a_build_passes_the_formats_full_check(two_builds):
+    """What the build writes passes avprep.format's validator, and verify's counts agree with
+    the manifest and stats files the build wrote (no check left undone)."""
+    from avprep.format import verify_sample
+    from avprep.tools import verify_shards
+    _, (out, _) = two_builds
+    res = verify_shards(str(out))
+    assert (res.ok, res.shards, res.checked, res.notes) == (True, 3, 5, [])
+    for s in wds.WebDataset(sorted(str(p) for p in out.glob("*.tar")), shardshuffle=False, empty_check=False):
+        meta = verify_sample(s).meta
+        assert meta.has_audio and meta.channels == 3 and meta.source_video.audio_sample_rate > 0
+
+
 def test_failures_table_and_summary(two_builds):
     items, (out, _) = two_builds
     outcomes = read_outcomes(out)
