@@ -169,7 +169,11 @@ def _from_dict(cls, obj: dict, where: str = ""):
 
 
 def _type_name(tp) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("NoneType", "null")
+    if typing.get_origin(tp) is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if isinstance(tp, types.UnionType):
+        return " or ".join(_type_name(t) for t in typing.get_args(tp))
+    return "null" if tp is type(None) else tp.__name__
 
 
 def _short(value) -> str:
