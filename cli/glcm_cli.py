@@ -1,66 +1,154 @@
-"""`glcm`: GLCM pretraining on avprep shards. Thin shims over the glcm package."""
+"""`glcm`: GLCM pretraining on avprep shards. Thin shims over the glcm package.
+
+Exit status: 0 done; 1 the shards gave no batch (a data problem: the message names the
+reason and the skip counts); 2 a mistake to fix (an option, the config, a checkpoint, the
+output folder: one line `error: ...` saying what to do); 128 + N stopped by signal N
+(130 Ctrl-C, 143 SIGTERM), after saving a checkpoint when it stopped between steps.
+"""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
+import sys
+import tarfile
 import tempfile
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-app = typer.Typer(help="GLCM (global-local audio-visual contrastive) pretraining on avprep shards.",
+app = typer.Typer(help="GLCM (global-local audio-visual contrastive) pretraining on avprep shards. "
+                       "Exit status: 0 done, 1 no batch could be made from the shards, 2 a mistake to fix "
+                       "(one line), 128+N stopped by signal N.",
                   no_args_is_help=True, add_completion=False)
 
 CONFIG_HELP = "JSON config file (sections model, loss, data, train); see docs/glcm.md."
 SET_HELP = "Override one config field, e.g. --set model.width=16 (repeatable; applied last)."
-PRESET_HELP = "Start from a preset: paper, authors or tiny (see glcm/config.py)."
+PRESET_HELP = "Start from a preset: paper, authors, tiny, avcorr or smoke (functions in glcm/config.py)."
+SHARDS_HELP = ("Shards: a folder, a glob or a brace pattern of local files ('data/shard-{000000..000009}.tar'); "
+               "a typed 'pipe:CMD' runs this command and reads its output; http(s):// URLs are fetched.")
+
+
+def _exit_code(exc: BaseException) -> int | None:
+    """2 for a mistake the user can fix, 1 for shards that give no batch, None otherwise."""
+    from avprep.fsio import OutputError
+    from glcm.config import ConfigError
+    checkpoint, data = sys.modules.get("glcm.checkpoint"), sys.modules.get("glcm.data")
+    if isinstance(exc, (ConfigError, OutputError)) or (checkpoint and isinstance(exc, checkpoint.CheckpointError)):
+        return 2
+    if data and isinstance(exc, data.NoBatchError):
+        return 1
+    return None
+
+
+@contextlib.contextmanager
+def one_line_errors():
+    """Expected errors -> `error: <one line>` on stderr and the exit status above."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:        # glcm.train.Interrupted, or Ctrl-C before its handlers
+        signum = getattr(exc, "signum", signal.SIGINT)
+        typer.echo(f"stopped by {signal.Signals(signum).name}; the last saved checkpoint (if any) is kept", err=True)
+        raise typer.Exit(128 + signum) from None
+    except Exception as exc:
+        code = _exit_code(exc)
+        if code is None:
+            raise
+        typer.echo("error: " + " ".join(str(exc).split()), err=True)
+        raise typer.Exit(code) from None
 
 
 def _config(config: Optional[Path], preset: Optional[str], sets: list[str], extra: dict):
-    from glcm.config import ConfigError, load_config
-    try:
-        overrides = list(sets) + [f"{k}={v}" for k, v in extra.items() if v is not None]
-        return load_config(config, overrides, preset)
-    except ConfigError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    from glcm.config import load_config
+    overrides = list(sets) + [f"{k}={v}" for k, v in extra.items() if v is not None]
+    return load_config(config, overrides, preset)
+
+
+def _resume_config(out: Optional[Path], config: Optional[Path]) -> Path:
+    """The config a --resume starts from: --config, else OUT/config.json."""
+    from glcm.config import ConfigError
+    if config is not None:
+        return config
+    if out is None:
+        raise ConfigError("--resume needs --out (the run folder to continue)")
+    if not (out / "config.json").is_file():
+        raise ConfigError(f"--resume: no {out / 'config.json'}; is {out} a glcm run folder?")
+    return out / "config.json"
 
 
 @app.command()
 def train(
-    shards: str = typer.Option(..., help="Shard URLs: brace pattern, local paths or pipe:/http(s) URLs, "
-                                         "e.g. 'data/shard-{000000..000009}.tar'."),
-    out: Path = typer.Option(..., help="Run folder: config.json, checkpoint.pt, log.jsonl, tb/, curves.png."),
+    shards: Optional[str] = typer.Option(None, help=SHARDS_HELP + " Default: data.shards of the config "
+                                                   "(with --resume: of OUT/config.json)."),
+    out: Optional[Path] = typer.Option(None, help="Run folder (train.out): config.json, checkpoint.pt, log.jsonl, "
+                                                  "tb/, curves.png. One run at a time (OUT/.lock)."),
     config: Optional[Path] = typer.Option(None, help=CONFIG_HELP),
     preset: Optional[str] = typer.Option(None, help=PRESET_HELP),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
-    resume: bool = typer.Option(False, help="Continue from OUT/checkpoint.pt (model, optimiser, step, RNG); "
-                                            "uses OUT/config.json unless --config is given."),
+    resume: bool = typer.Option(False, help="Continue OUT's run from OUT/checkpoint.pt (model, optimiser, step, "
+                                            "RNG) with OUT/config.json (shards, epoch length and all); options "
+                                            "given here override it, but the model must stay the same."),
     steps: Optional[int] = typer.Option(None, help="Total training steps (train.steps)."),
     batch_size: Optional[int] = typer.Option(None, help="Clips per step per process (train.batch_size)."),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (train.device)."),
     workers: Optional[int] = typer.Option(None, help="DataLoader workers per process (data.workers)."),
-    epoch_batches: int = typer.Option(1000, help="Batches per process per loader epoch (resampled shards)."),
+    epoch_batches: Optional[int] = typer.Option(None, help="Batches per process per loader epoch "
+                                                           "(train.epoch_batches, default 1000)."),
 ) -> None:
-    """Train GLCM. The same command works under torchrun (DDP from env vars)."""
-    from glcm.train import train as run_training
-    if resume and config is None and (out / "config.json").exists():
-        config = out / "config.json"
-    cfg = _config(config, preset, set_, {"train.steps": steps, "train.batch_size": batch_size,
-                                         "train.device": device, "data.workers": workers})
-    logging.basicConfig(level=logging.WARNING)
-    last = run_training(cfg, shards, out, resume=resume, epoch_batches=epoch_batches)
+    """Train GLCM. The same command works under torchrun (DDP from env vars).
+
+    Exit status: 1 the shards give no batch (e.g. every sample skipped); 2 a mistake to fix;
+    128+N stopped by signal N (a checkpoint is saved first when it stopped between steps)."""
+    with one_line_errors():
+        from glcm.train import train as run_training
+        if resume:
+            config = _resume_config(out, config)
+        cfg = _config(config, preset, set_, {
+            "data.shards": shards, "train.out": out, "train.steps": steps, "train.batch_size": batch_size,
+            "train.device": device, "data.workers": workers, "train.epoch_batches": epoch_batches})
+        logging.basicConfig(level=logging.WARNING)
+        last = run_training(cfg, resume=resume)
     typer.echo(json.dumps(last))
+    if last.get("interrupted") and last.get("signal"):
+        raise typer.Exit(128 + signal.Signals[last["signal"]])
+
+
+def _synthetic_shards(out_dir: str, clips: int = 32, size: int = 128, seconds: float = 6.0) -> str:
+    """Write avcorr clips (size x size, 10 fps) as shards; return their folder."""
+    from avprep.testing import avcorr
+    made = avcorr.make_clips(clips, seed=0, min_seconds=seconds, max_seconds=seconds, size=size, obj=size // 4)
+    avcorr.write_shards(made, out_dir, per_shard=8, prefix="bench", annotations=False)
+    return out_dir
+
+
+def _positive(**options: int) -> None:
+    from glcm.config import ConfigError
+    for name, value in options.items():
+        if value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} {value}: must be a positive number")
+
+
+def _batch_sizes(text: str, cuda: bool) -> list[int]:
+    from glcm.config import ConfigError
+    try:
+        sizes = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise ConfigError(f"--batch-sizes {text!r}: expected comma-separated whole numbers, e.g. 32,64") from None
+    if any(b < 1 for b in sizes):
+        raise ConfigError(f"--batch-sizes {text!r}: batch sizes must be positive")
+    return sizes or ([32, 64] if cuda else [8])
 
 
 @app.command()
 def bench(
-    shards: Optional[str] = typer.Option(None, help="Shards to read; default: synthetic 128x128 clips "
-                                                     "written to a temporary folder."),
+    shards: Optional[str] = typer.Option(None, help=SHARDS_HELP + " Default: synthetic 128x128 clips "
+                                                   "written to a temporary folder."),
     config: Optional[Path] = typer.Option(None, help=CONFIG_HELP),
     preset: Optional[str] = typer.Option(None, help=PRESET_HELP),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
-    device: str = typer.Option("auto", help="auto, cpu or cuda for the model figure."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda for the model figure (train.device)."),
     batch_sizes: str = typer.Option("", help="Comma-separated batch sizes for the model figure "
                                              "(default: 32,64 on CUDA, 8 on CPU)."),
     steps: int = typer.Option(10, help="Timed training steps per batch size."),
@@ -68,48 +156,68 @@ def bench(
     skip_model: bool = typer.Option(False, help="Only measure the loader."),
 ) -> None:
     """Print loader clips/s per worker and model training clips/s on this device."""
-    import torch
-    from glcm.bench import loader_rate, model_rate, synthetic_shards
-    cfg = _config(config, preset, set_, {})
-    with tempfile.TemporaryDirectory() as tmp:
-        pattern = shards or synthetic_shards(tmp)
-        rate = loader_rate(pattern, cfg, loader_batches)
-    typer.echo(f"loader: {rate:.1f} clips/s per worker (crop {cfg.data.crop}, {cfg.data.frames} frames, "
-               f"batch {cfg.train.batch_size})")
-    if skip_model:
-        return
-    dev = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
-    sizes = [int(b) for b in batch_sizes.split(",") if b] or ([32, 64] if dev.type == "cuda" else [8])
-    for b in sizes:
-        cfg.train.batch_size = b
-        r = model_rate(cfg, dev, steps)
-        typer.echo(f"model: {r:.1f} clips/s train, batch {b}, precision {cfg.train.precision}, "
-                   f"compile {cfg.train.compile}, device {dev}")
+    with one_line_errors():
+        from glcm.bench import loader_rate, model_rate
+        from glcm.train import pick_device, resolve_shards
+        _positive(steps=steps, loader_batches=loader_batches)
+        cfg = _config(config, preset, set_, {"train.device": device})
+        dev = pick_device(cfg.train.device)
+        sizes = _batch_sizes(batch_sizes, dev.type == "cuda")
+        with tempfile.TemporaryDirectory() as tmp:
+            rate = loader_rate(resolve_shards(shards or _synthetic_shards(tmp)), cfg, loader_batches)
+        typer.echo(f"loader: {rate:.1f} clips/s per worker (crop {cfg.data.crop}, {cfg.data.frames} frames, "
+                   f"batch {cfg.train.batch_size})")
+        if skip_model:
+            return
+        for b in sizes:
+            cfg.train.batch_size = b
+            r = model_rate(cfg, dev, steps)
+            typer.echo(f"model: {r:.1f} clips/s train, batch {b}, precision {cfg.train.precision}, "
+                       f"compile {cfg.train.compile}, device {dev}")
+
+
+def _annotations(path: Path) -> dict:
+    from glcm.config import ConfigError
+    try:
+        videos = json.loads(path.read_text())["videos"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"--annotations {path}: not a readable avcorr.json "
+                          f"({exc.strerror if isinstance(exc, OSError) else exc})") from None
+    if not isinstance(videos, dict):
+        raise ConfigError(f"--annotations {path}: 'videos' must map video paths to records")
+    return videos
 
 
 @app.command("eval-localization")
 def eval_localization(
     checkpoint: Path = typer.Option(..., help="Training checkpoint (checkpoint.pt)."),
-    shards: str = typer.Option(..., help="Held-out shards of an annotated corpus."),
+    shards: str = typer.Option(..., help="Held-out shards of an annotated corpus. " + SHARDS_HELP),
     annotations: Path = typer.Option(..., help="avcorr.json with the sounding object's boxes."),
     crop: int = typer.Option(64, help="Centred crop side in pixels of the stored frames."),
     shift: int = typer.Option(8, help="Frames by which the audio is shifted for the synchrony test."),
-    threshold: float = typer.Option(0.5, help="Threshold on the min-max normalised map for cIoU."),
+    threshold: float = typer.Option(0.5, help="Threshold (0-1) on the min-max normalised map for cIoU."),
 ) -> None:
     """cIoU / pointing of the attention map and aligned-vs-shifted audio accuracy."""
-    from glcm.checkpoint import load
-    from glcm.config import from_dict
-    from glcm.evaluate import evaluate, load_eval_clips
-    from glcm.model import GLCM
-    data = load(checkpoint)
-    cfg = from_dict(data["config"])
-    model = GLCM(cfg.model)
-    model.load_state_dict(data["model"])
-    records = json.loads(annotations.read_text())["videos"]
-    clips = load_eval_clips(shards, records, cfg.data.frames, crop, shift, cfg.model.mel_per_frame, cfg.model.n_mels)
-    if not clips:
-        raise typer.BadParameter("no annotated clips long enough in those shards")
-    result = evaluate(model, clips, threshold=threshold)
+    with one_line_errors():
+        from glcm.checkpoint import load_model
+        from glcm.config import ConfigError
+        from glcm.evaluate import evaluate, load_eval_clips
+        from glcm.train import resolve_shards
+        _positive(crop=crop, shift=shift)
+        if not 0 <= threshold <= 1:
+            raise ConfigError(f"--threshold {threshold}: must be between 0 and 1")
+        model, cfg = load_model(checkpoint)
+        records = _annotations(annotations)
+        try:
+            clips = load_eval_clips(resolve_shards(shards), records, cfg.data.frames, crop, shift,
+                                    cfg.model.mel_per_frame, cfg.model.n_mels)
+        except (ValueError, OSError, tarfile.TarError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"--shards {shards}: cannot evaluate on them ({exc})") from None
+        if not clips:
+            raise ConfigError("no annotated clips long enough in those shards; check --shards and --annotations")
+        result = evaluate(model, clips, threshold=threshold)
     result.pop("ious")
     typer.echo(json.dumps(result))
 
@@ -121,9 +229,11 @@ def export_encoder(
     out: Path = typer.Option(..., help="Encoder file to write (load with glcm.checkpoint.load_encoder)."),
 ) -> None:
     """Save one encoder alone, for downstream use."""
-    from glcm.checkpoint import load, model_config, save_encoder
-    data = load(checkpoint)
-    save_encoder(data["model"], model_config(data["config"]["model"]), encoder, out)
+    with one_line_errors():
+        from glcm.checkpoint import check_encoder_name, load_training, save_encoder
+        check_encoder_name(encoder)
+        data, cfg = load_training(checkpoint)
+        save_encoder(data["model"], cfg.model, encoder, out)
     typer.echo(str(out))
 
 

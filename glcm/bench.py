@@ -1,6 +1,7 @@
 """Throughput figures: loader clips/s per worker, model training clips/s per device.
 
-Both print numbers; nothing here asserts a speed.
+Both return numbers; nothing here asserts a speed. `glcm bench` (cli/glcm_cli.py) makes
+synthetic shards when none are given (glcm itself imports no avprep test helpers).
 """
 from __future__ import annotations
 
@@ -13,15 +14,7 @@ from glcm.data import ClipSpec, make_dataset
 from glcm.train import Trainer
 
 
-def synthetic_shards(out_dir: str, clips: int = 32, size: int = 128, seconds: float = 6.0) -> str:
-    """Write avcorr clips (size x size, 10 fps) as shards; return their brace pattern."""
-    from avprep.testing import avcorr
-    made = avcorr.make_clips(clips, seed=0, min_seconds=seconds, max_seconds=seconds, size=size, obj=size // 4)
-    paths = avcorr.write_shards(made, out_dir, per_shard=8, prefix="bench", annotations=False)
-    return f"{out_dir}/bench-{{000000..{len(paths) - 1:06d}}}.tar"
-
-
-def loader_rate(shards: str, cfg: GLCMConfig, batches: int = 20, warmup: int = 2) -> float:
+def loader_rate(shards: str | list[str], cfg: GLCMConfig, batches: int = 20, warmup: int = 2) -> float:
     """Decoded + augmented clips/s of ONE loader process (what each DataLoader worker gives)."""
     spec = ClipSpec.from_config(cfg.data, cfg.model.mel_per_frame, cfg.model.n_mels)
     ds = make_dataset(shards, cfg.data, cfg.train.batch_size, spec, epoch_batches=batches + warmup)

@@ -3,10 +3,11 @@
 A training checkpoint holds the whole model, the optimiser, the step, the config and
 the RNG states. An encoder file (`save_encoder`) holds one encoder and the model config.
 `load_encoder` accepts either and returns the encoder module ("audio", "global", "local").
+Every problem a user can cause (no such file, not a checkpoint, another architecture)
+is a `CheckpointError` whose message is one line saying what to do.
 """
 from __future__ import annotations
 
-import os
 import pickle
 import random
 from pathlib import Path
@@ -16,29 +17,70 @@ import numpy as np
 import torch
 from torch import nn
 
-from glcm.config import GLCMConfig, ModelConfig, from_dict, set_value
-from glcm.model import ENCODERS, AudioEncoder, VisualEncoder
+from avprep import fsio
+from glcm.config import ConfigError, GLCMConfig, ModelConfig, from_dict, set_value
+from glcm.model import ENCODERS, GLCM, AudioEncoder, VisualEncoder
 
 CHECKPOINT_FORMAT = "glcm-checkpoint-1"
 ENCODER_FORMAT = "glcm-encoder-1"
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable, or does not fit the model; one line."""
+
+
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file beside `path`, then rename over it."""
+    """torch.save through avprep.fsio's atomic writer (temp name beside `path`, fsync,
+    rename); a full disk or read-only folder is an fsio.OutputError and leaves no temp."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    fsio.make_output_dir(path.parent)
+    with fsio.atomic_writer(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """A checkpoint or encoder file as plain data (torch.load with weights_only=True)."""
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise CheckpointError(f"checkpoint {path} {what}; give the checkpoint.pt of a glcm run")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
-        raise ValueError(f"{path}: not a readable checkpoint ({exc})") from exc
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable GLCM checkpoint ({first})") from None
+    if not isinstance(data, dict) or data.get("format") not in (CHECKPOINT_FORMAT, ENCODER_FORMAT):
+        raise CheckpointError(f"{path} is not a GLCM checkpoint (no {CHECKPOINT_FORMAT!r} format tag)")
+    return data
+
+
+def load_training(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict, GLCMConfig]:
+    """A training checkpoint and the config it was trained with."""
+    data = load(path, map_location)
+    if data["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} holds one encoder, not a training checkpoint; give a run's checkpoint.pt")
+    try:
+        return data, from_dict(data["config"])
+    except (KeyError, ConfigError) as exc:
+        raise CheckpointError(f"{path}: its config cannot be read ({exc})") from None
+
+
+def load_weights(module: nn.Module, state: dict, path: str | Path) -> None:
+    """load_state_dict, with a mismatch (another architecture) as one CheckpointError line."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        reasons = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
+        raise CheckpointError(f"{path} does not fit this model (another architecture?): "
+                              f"{reasons[0][:200] if reasons else exc}") from None
+
+
+def load_model(path: str | Path) -> tuple[GLCM, GLCMConfig]:
+    """The whole model of a training checkpoint, on the CPU, with its config."""
+    data, cfg = load_training(path)
+    model = GLCM(cfg.model)
+    load_weights(model, data["model"], path)
+    return model, cfg
 
 
 def rng_state() -> dict:
@@ -68,10 +110,14 @@ def model_config(data: dict) -> ModelConfig:
     return cfg.model
 
 
+def check_encoder_name(name: str) -> None:
+    if name not in ENCODERS:
+        raise ConfigError(f"encoder must be one of {', '.join(ENCODERS)}, got {name!r}")
+
+
 def save_encoder(model_state: dict, cfg: ModelConfig, name: str, path: str | Path) -> None:
     """Write one encoder's weights (from a full model state dict) to its own file."""
-    if name not in ENCODERS:
-        raise ValueError(f"encoder must be one of {ENCODERS}, got {name!r}")
+    check_encoder_name(name)
     prefix = f"encoders.{name}."
     state = {k[len(prefix):]: v for k, v in model_state.items() if k.startswith(prefix)}
     atomic_save({"format": ENCODER_FORMAT, "name": name, "model_config": GLCMConfig(model=cfg).to_dict()["model"],
@@ -79,28 +125,25 @@ def save_encoder(model_state: dict, cfg: ModelConfig, name: str, path: str | Pat
 
 
 def build_encoder(name: str, cfg: ModelConfig) -> nn.Module:
+    check_encoder_name(name)
     if name == "audio":
         return AudioEncoder(cfg)
-    if name == "global":
-        return VisualEncoder(cfg.width, cfg, cfg.global_dim)
-    if name == "local":
-        return VisualEncoder(cfg.local_width, cfg, cfg.local_dim)
-    raise ValueError(f"encoder must be one of {ENCODERS}, got {name!r}")
+    return VisualEncoder(cfg.width if name == "global" else cfg.local_width, cfg,
+                         cfg.global_dim if name == "global" else cfg.local_dim)
 
 
 def load_encoder(path: str | Path, name: str) -> nn.Module:
     """One encoder ("audio", "global" or "local") from a training checkpoint or an encoder file."""
+    check_encoder_name(name)
     data = load(path)
-    if data.get("format") == ENCODER_FORMAT:
+    if data["format"] == ENCODER_FORMAT:
         if data["name"] != name:
-            raise ValueError(f"{path} holds the {data['name']} encoder, not {name}")
+            raise CheckpointError(f"{path} holds the {data['name']} encoder, not {name}")
         cfg, state = model_config(data["model_config"]), data["state"]
-    elif data.get("format") == CHECKPOINT_FORMAT:
-        cfg = from_dict(data["config"]).model
-        prefix = f"encoders.{name}."
-        state = {k[len(prefix):]: v for k, v in data["model"].items() if k.startswith(prefix)}
     else:
-        raise ValueError(f"{path}: unknown checkpoint format {data.get('format')!r}")
+        data, full = load_training(path)
+        cfg, prefix = full.model, f"encoders.{name}."
+        state = {k[len(prefix):]: v for k, v in data["model"].items() if k.startswith(prefix)}
     encoder = build_encoder(name, cfg)
-    encoder.load_state_dict(state)
+    load_weights(encoder, state, path)
     return encoder

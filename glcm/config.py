@@ -1,18 +1,21 @@
 """Typed configuration for GLCM pretraining.
 
-A run is described by one `GLCMConfig` (model, loss, data, train). It is built from the
-defaults, optionally a preset, then a JSON file, then `section.field=value` overrides
-(the CLI's `--set`), in that order. Unknown keys and badly typed values raise
-`ConfigError` with the offending key.
+A run is described by one `GLCMConfig` (model, loss, data, train): the model, the losses,
+the shards and how they are read, and the run itself (output folder, steps, epoch length),
+so `config.json` in a run folder is enough to resume it. A config is built from a preset
+(a function in PRESETS, or the defaults), then a JSON file, then `section.field=value`
+overrides (the CLI's `--set`), in that order. Unknown keys, badly typed values and values
+that cannot work (a width of 0, a NaN learning rate) raise `ConfigError` with the key.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 class ConfigError(ValueError):
@@ -50,6 +53,7 @@ class LossConfig:
 
 @dataclass
 class DataConfig:
+    shards: str = ""                # folder, glob or brace pattern of local shards, or a typed pipe:CMD / URL (runs CMD)
     frames: int = 32                # clip length in frames (local path)
     crop: int = 112                 # random square crop side (128 with output_stride 8 -> 16x16)
     resize_short: int = 0           # resize frames so the short side is this (0: as stored)
@@ -61,11 +65,15 @@ class DataConfig:
     workers: int = 4                # DataLoader worker processes per rank
     resample: bool = True           # ResampledShards (training); False: each shard once, split by node/worker
     seed: int = 0
+    skip_limit: int = 1000          # a worker ends with "no batch" after this many unusable samples in a row (0: never)
+    batch_timeout: float = 600.0    # seconds to wait for one batch from the DataLoader workers (0: no limit)
 
 
 @dataclass
 class TrainConfig:
+    out: str = ""                   # run folder: config.json, checkpoint.pt, log.jsonl, tb/, curves.png
     steps: int = 100000
+    epoch_batches: int = 1000       # batches per rank per loader epoch (resampled shards: the epoch length)
     batch_size: int = 32            # per rank
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -95,28 +103,79 @@ class GLCMConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the config as JSON, atomically (temp file, fsync, rename)."""
+        from avprep.fsio import atomic_write
+        atomic_write(path, self.to_json())
 
 
-# Presets: "paper" follows the text (two R3D-18s, 16x16 grid from a 128 crop at output
-# stride 8, window of 3; the text does not say whether embeddings are normalised, so the
-# common L2 + temperature 0.07 is used). "authors" follows their released code (no L2,
-# tau = 1, 512-d / 64-d heads, 7x7 grid, local path at 1/8 width, no augmentation or jitter).
-# "tiny" is for CPU tests and the synthetic corpus.
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {"model.output_stride": 8, "data.crop": 128},
-    "authors": {"model.output_stride": 16, "model.local_width": 8, "model.stem_kt": 1,
-                "model.global_dim": 512, "model.local_dim": 64, "model.l2_norm": False,
-                "model.temperature": 1.0, "model.global_stride": 8, "data.crop": 112,
-                "data.jitter": False, "data.flip_prob": 0.0, "data.grey_prob": 0.0,
-                "train.lr": 1e-4, "train.warmup_steps": 0},
-    "tiny": {"model.width": 8, "model.local_width": 8, "model.audio_width": 16,
-             "model.blocks": [1, 1, 1, 1], "model.global_dim": 32, "model.local_dim": 32,
-             "model.output_stride": 8, "data.crop": 48, "data.shuffle_buffer": 200,
-             "data.initial_buffer": 50, "data.workers": 1, "train.batch_size": 16,
-             "train.warmup_steps": 20, "train.grad_clip": 5.0},
-}
+# Presets: functions that return a whole config (build on one, then override fields).
+
+def paper() -> GLCMConfig:
+    """The paper's text: two R3D-18s, a 16x16 grid from a 128 crop at output stride 8, a
+    window of 3. The text does not say whether embeddings are normalised, so the common
+    L2 + temperature 0.07 is used."""
+    cfg = GLCMConfig()
+    cfg.model.output_stride = 8
+    cfg.data.crop = 128
+    return cfg
+
+
+def authors() -> GLCMConfig:
+    """The authors' released code: no L2, tau = 1, 512-d / 64-d heads, a 7x7 grid, the
+    local path at 1/8 width, no augmentation or temporal jitter."""
+    cfg = GLCMConfig()
+    m, d, t = cfg.model, cfg.data, cfg.train
+    m.output_stride, m.local_width, m.stem_kt, m.global_stride = 16, 8, 1, 8
+    m.global_dim, m.local_dim, m.l2_norm, m.temperature = 512, 64, False, 1.0
+    d.crop, d.jitter, d.flip_prob, d.grey_prob = 112, False, 0.0, 0.0
+    t.lr, t.warmup_steps = 1e-4, 0
+    return cfg
+
+
+def tiny() -> GLCMConfig:
+    """A small model for CPU runs: widths 8/8/16, one block per stage, 32-d heads, crop 48."""
+    cfg = GLCMConfig()
+    m, d, t = cfg.model, cfg.data, cfg.train
+    m.width, m.local_width, m.audio_width, m.blocks = 8, 8, 16, (1, 1, 1, 1)
+    m.global_dim, m.local_dim, m.output_stride = 32, 32, 8
+    d.crop, d.shuffle_buffer, d.initial_buffer, d.workers = 48, 200, 50, 1
+    t.batch_size, t.warmup_steps, t.grad_clip = 16, 20, 5.0
+    return cfg
+
+
+def avcorr() -> GLCMConfig:
+    """The synthetic correspondence corpus (avprep.testing.avcorr, 64 px frames) on the CPU:
+    `tiny` with stages 3-4 left out (receptive field ~51 px, so grid cells can tell where
+    things are) at output stride 4 (the paper's 16x16 grid on 64 px frames), lr 2e-3, 300
+    steps of 50-batch epochs, one thread. The learning test, the demo and
+    bench/learn_localisation.py all train with it."""
+    cfg = tiny()
+    m, d, t = cfg.model, cfg.data, cfg.train
+    m.blocks, m.output_stride = (1, 1, 0, 0), 4
+    d.workers = 1
+    t.lr, t.steps, t.epoch_batches, t.log_every, t.checkpoint_every = 2e-3, 300, 50, 10, 100
+    t.threads, t.device = 1, "cpu"
+    return cfg
+
+
+def smoke() -> GLCMConfig:
+    """The smallest model that trains (widths 4/4/8, 8-d heads, 32 px crop, batch 4): for
+    quick checks that every code path runs, not for learning anything."""
+    cfg = GLCMConfig()
+    m, d, t = cfg.model, cfg.data, cfg.train
+    m.width, m.local_width, m.audio_width, m.blocks = 4, 4, 8, (1, 1, 1, 1)
+    m.global_dim, m.local_dim = 8, 8
+    d.crop, d.shuffle_buffer, d.initial_buffer, d.workers = 32, 20, 4, 0
+    t.batch_size, t.warmup_steps, t.steps, t.threads = 4, 2, 6, 1
+    return cfg
+
+
+PRESETS: dict[str, Callable[[], GLCMConfig]] = {
+    "paper": paper, "authors": authors, "tiny": tiny, "avcorr": avcorr, "smoke": smoke}
 
 CHOICES = {
     "model.output_stride": (4, 8, 16, 32),
@@ -191,42 +250,91 @@ def from_dict(data: dict[str, Any], cfg: GLCMConfig | None = None) -> GLCMConfig
     return cfg
 
 
+# Fields that must be positive (> 0) or at least zero; floats must also be finite.
+POSITIVE = ("model.width", "model.local_width", "model.audio_width", "model.n_mels", "model.mel_per_frame",
+            "model.stem_kt", "model.global_stride", "model.audio_steps_per_frame", "model.global_dim",
+            "model.local_dim", "model.temperature", "data.frames", "data.crop", "data.shuffle_buffer",
+            "train.steps", "train.epoch_batches", "train.batch_size", "train.lr", "train.checkpoint_every",
+            "train.log_every", "train.plot_every")
+NON_NEGATIVE = ("loss.global_weight", "loss.local_weight", "data.resize_short", "data.initial_buffer",
+                "data.workers", "data.skip_limit", "data.batch_timeout", "train.warmup_steps",
+                "train.weight_decay", "train.grad_clip", "train.threads")
+FRACTIONS = ("data.flip_prob", "data.grey_prob", "train.min_lr_ratio")
+
+
+def _get(cfg: GLCMConfig, key: str) -> Any:
+    section, name = key.split(".")
+    return getattr(getattr(cfg, section), name)
+
+
+def _check_ranges(cfg: GLCMConfig) -> None:
+    for key in POSITIVE + NON_NEGATIVE + FRACTIONS:
+        value = _get(cfg, key)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value}")
+        if key in POSITIVE and value <= 0:
+            raise ConfigError(f"{key} must be positive, got {value}")
+        if key in NON_NEGATIVE and value < 0:
+            raise ConfigError(f"{key} cannot be negative, got {value}")
+        if key in FRACTIONS and not 0 <= value <= 1:
+            raise ConfigError(f"{key} must be between 0 and 1, got {value}")
+
+
 def validate(cfg: GLCMConfig) -> GLCMConfig:
-    """Check choices and relations between fields; return `cfg`."""
+    """Check choices, ranges and relations between fields; return `cfg`."""
     for key, allowed in CHOICES.items():
-        section, name = key.split(".")
-        if getattr(getattr(cfg, section), name) not in allowed:
-            raise ConfigError(f"{key} must be one of {allowed}")
+        if _get(cfg, key) not in allowed:
+            raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}, got {_get(cfg, key)!r}")
+    _check_ranges(cfg)
     m, d = cfg.model, cfg.data
     if len(m.blocks) != 4 or len(m.audio_layer_strides) != 4:
         raise ConfigError("model.blocks and model.audio_layer_strides need 4 entries")
     if m.blocks[0] < 1 or min(m.blocks) < 0:
         raise ConfigError("model.blocks: stage 1 needs a block; counts cannot be negative")
+    if min(m.audio_layer_strides) < 1:
+        raise ConfigError("model.audio_layer_strides must be positive")
     if m.output_stride > 8 and 0 in m.blocks[2:]:
         raise ConfigError("model.blocks: stages 3-4 may be left out (0) only with output_stride 4 or 8")
+    if m.stem_kt % 2 == 0:
+        raise ConfigError("model.stem_kt must be odd (an even kernel would add a time step)")
     if d.frames % m.global_stride:
         raise ConfigError("data.frames must be a multiple of model.global_stride")
     if d.crop % m.output_stride:
         raise ConfigError("data.crop must be a multiple of model.output_stride")
-    if m.temperature <= 0 or cfg.train.batch_size < 1 or cfg.train.steps < 1:
-        raise ConfigError("model.temperature, train.batch_size and train.steps must be positive")
     return cfg
+
+
+def preset_config(name: str | None) -> GLCMConfig:
+    """The config a preset function returns (the defaults for None)."""
+    if not name:
+        return GLCMConfig()
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    return PRESETS[name]()
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ConfigError(f"cannot read config {path}: {reason}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path}: expected an object with sections model, loss, data, train")
+    return data
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 preset: str | None = None) -> GLCMConfig:
-    """Defaults, then `preset`, then the JSON file at `path`, then `overrides`."""
-    cfg = GLCMConfig()
-    if preset:
-        if preset not in PRESETS:
-            raise ConfigError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-        for key, value in PRESETS[preset].items():
-            set_value(cfg, key, value)
+    """`preset` (or the defaults), then the JSON file at `path`, then `overrides`."""
+    cfg = preset_config(preset)
     if path:
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read config {path}: {exc}") from exc
-        from_dict(data, cfg)
+        from_dict(read_json(path), cfg)
     apply_overrides(cfg, overrides or [])
     return validate(cfg)
+
+
+def model_differences(here: ModelConfig, there: ModelConfig) -> list[str]:
+    """`model.field: A here, B there` for each field where two model configs differ."""
+    a, b = dataclasses.asdict(here), dataclasses.asdict(there)
+    return [f"model.{k}: {a[k]!r} here, {b[k]!r} there" for k in a if a[k] != b[k]]

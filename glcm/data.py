@@ -10,12 +10,20 @@ its exact mel columns are cut (`mel[:, k*s : k*(s+frames)]`). One random crop / 
 Training uses `wds.ResampledShards` with a fixed number of batches per worker per epoch,
 so ranks and workers never run out at different times (no DDP desync). Samples are
 shuffled in a buffer that spans shards. A sample that cannot be decoded is skipped and
-counted by reason; each batch carries its worker's running counts.
+counted by reason; each batch carries its worker's running counts. When no batch can come
+(`data.skip_limit` unusable samples in a row, every shard read without a sample, a whole
+pass without a batch, or no batch within `data.batch_timeout` s) the loader ends with
+NoBatchError, one line naming the reason and the counts, instead of spinning forever.
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
 import math
+import os
+import signal
+import sys
 from collections import Counter
 from dataclasses import dataclass
 
@@ -148,11 +156,26 @@ def decode_sample(raw: dict, spec: ClipSpec, rng: np.random.Generator) -> dict:
 
 # ---- pipeline stages --------------------------------------------------------------------
 
-class SkipCounter:
-    """Counts skipped samples and unreadable shards in one worker process."""
+class NoBatchError(RuntimeError):
+    """No batch can be made from these shards; str() is one line: the reason and the skip counts."""
 
-    def __init__(self):
+
+def no_batch(reason: str, counts: dict[str, int]) -> NoBatchError:
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+    return NoBatchError(f"no batch could be made: {reason}; skipped by reason: {skipped}")
+
+
+class SkipCounter:
+    """Counts skipped samples and unreadable shards in one worker process, and gives up with
+    NoBatchError when no batch can come: `skip_limit` unusable samples in a row (0: never),
+    or every one of the `shards` read through, since the last sample, without one sample.
+    Neither can happen while some shard still gives samples that decode."""
+
+    def __init__(self, skip_limit: int = 0, shards: int = 0):
         self.counts: Counter[str] = Counter()
+        self.skip_limit, self.shards = skip_limit, shards
+        self.in_a_row = 0                  # unusable samples since the last usable one
+        self.barren: set[str] = set()      # shards read with no sample since the last sample
 
     def skip(self, reason: str, where: str, detail: str) -> None:
         self.counts[reason] += 1
@@ -163,6 +186,41 @@ class SkipCounter:
         """webdataset handler for shard-level errors: count, warn, go on."""
         self.skip("shard_error", str(exc.args[-1]) if exc.args else "?", f"{type(exc).__name__}: {exc}")
         return True
+
+    def sample_done(self, usable: bool) -> None:
+        """The decode stage's verdict on one sample."""
+        if usable:
+            self.in_a_row = 0
+            return
+        self.in_a_row += 1
+        if self.skip_limit and self.in_a_row >= self.skip_limit:
+            raise no_batch(f"{self.in_a_row} samples in a row could not be used (data.skip_limit)", self.counts)
+
+    def shard_done(self, url: str, samples: int) -> None:
+        """The read stage finished one shard, which gave `samples` samples."""
+        if samples:
+            self.barren.clear()
+            return
+        self.barren.add(url)
+        if self.shards and len(self.barren) >= self.shards:
+            raise no_batch(f"none of the {self.shards} shards gave a sample (empty, unreadable or not tar files)",
+                           self.counts)
+
+
+class ReadStage:
+    """Pipeline stage: shards -> raw samples (the expected members only), one shard at a
+    time, so the counter learns how many samples each shard read gave."""
+
+    def __init__(self, counter: SkipCounter):
+        self.counter = counter
+
+    def __call__(self, src):
+        for shard in src:
+            n = 0
+            for sample in wds.tarfile_samples(iter([shard]), handler=self.counter.tar_error, select_files=is_member):
+                n += 1
+                yield sample
+            self.counter.shard_done(shard["url"], n)
 
 
 def worker_rng(seed: int, epoch: int) -> np.random.Generator:
@@ -208,25 +266,42 @@ class DecodeStage:
         rng = worker_rng(self.seed, self.epoch)
         for sample in src:
             try:
-                yield decode_sample(sample, self.spec, rng)
+                clip = decode_sample(sample, self.spec, rng)
             except SkipSample as exc:
                 self.counter.skip(exc.reason, sample.get("__key__", "?"), str(exc))
+                self.counter.sample_done(False)
+                continue
+            self.counter.sample_done(True)
+            yield clip
 
 
 class BatchStage:
-    """Pipeline stage: clips -> batches of tensors; each carries this worker's skip counts."""
+    """Pipeline stage: clips -> batches of tensors; each carries this worker's skip counts.
+
+    In a DataLoader worker, a NoBatchError becomes a last item {"no_batch": message} (and a
+    pass that made no batch ends with {"pass_end": ..., "skipped": counts}), so the main
+    process can raise it as one line (`batches`); in the main process it is raised as is."""
 
     def __init__(self, batch_size: int, counter: SkipCounter):
         self.batch_size, self.counter = batch_size, counter
 
     def __call__(self, src):
         _, _, worker, _ = wds.utils.pytorch_worker_info()
-        buf = []
-        for clip in src:
-            buf.append(clip)
-            if len(buf) == self.batch_size:
-                yield collate(buf, worker, dict(self.counter.counts))
-                buf = []
+        in_worker = torch.utils.data.get_worker_info() is not None
+        buf, made = [], 0
+        try:
+            for clip in src:
+                buf.append(clip)
+                if len(buf) == self.batch_size:
+                    yield collate(buf, worker, dict(self.counter.counts))
+                    buf, made = [], made + 1
+        except NoBatchError as exc:
+            if not in_worker:
+                raise
+            yield {"no_batch": str(exc), "worker": worker}
+            return
+        if in_worker and not made:
+            yield {"pass_end": True, "worker": worker, "skipped": dict(self.counter.counts)}
 
 
 def collate(clips: list[dict], worker: int, skipped: dict[str, int]) -> dict:
@@ -244,7 +319,7 @@ def make_dataset(urls: str | list[str], cfg: DataConfig, batch_size: int, spec: 
     and each worker yields exactly `epoch_batches` batches per epoch (required then).
     Without it every shard is read once, split by rank and then by worker.
     """
-    counter = SkipCounter()
+    counter = SkipCounter(cfg.skip_limit, len(wds.shardlists.expand_urls(urls)) if isinstance(urls, str) else len(urls))
     seed = cfg.seed + seed_offset
     if cfg.resample:
         if not epoch_batches:
@@ -253,7 +328,7 @@ def make_dataset(urls: str | list[str], cfg: DataConfig, batch_size: int, spec: 
     else:
         source = [wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker]
     stages = source + [
-        wds.tarfile_to_samples(handler=counter.tar_error, select_files=is_member),
+        ReadStage(counter),
         ShuffleStage(cfg.shuffle_buffer, cfg.initial_buffer, seed),
         DecodeStage(spec, counter, seed),
         BatchStage(batch_size, counter),
@@ -270,7 +345,87 @@ def make_loader(urls: str | list[str], cfg: DataConfig, batch_size: int, spec: C
     per_worker = math.ceil(epoch_batches / max(workers, 1)) if epoch_batches else None
     ds = make_dataset(urls, cfg, batch_size, spec, per_worker, seed_offset)
     return DataLoader(ds, batch_size=None, num_workers=workers, pin_memory=pin_memory,
-                      persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+                      persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
+                      worker_init_fn=functools.partial(init_worker, os.getpid()) if workers else None,
+                      timeout=cfg.batch_timeout if workers else 0)
+
+
+def init_worker(parent: int, worker_id: int) -> None:
+    """DataLoader worker start. Ctrl-C belongs to the main process (which stops the workers);
+    SIGTERM ends a worker at once with status 0 (the main process does not mistake it for a
+    crash); on Linux the kernel sends SIGTERM when the main process dies, so no worker is
+    ever left behind."""
+    signal.signal(signal.SIGINT, lambda signum, frame: None)   # a handler, not SIG_IGN: pipe: children keep Ctrl-C
+    signal.signal(signal.SIGTERM, _end_worker)
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:            # the main process died before the line above
+        os._exit(0)
+
+
+def _end_worker(signum, frame) -> None:
+    """SIGTERM in a worker: end the commands it started (pipe: shards) and exit with status 0."""
+    for pid in _descendants(os.getpid()):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    os._exit(0)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Child processes of `pid`, their children and so on (Linux /proc; [] elsewhere)."""
+    found = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(p) for p in f.read().split()]
+    except OSError:
+        return found
+    return found + [d for child in found for d in _descendants(child)]
+
+
+def shutdown_loader(loader) -> None:
+    """Stop a DataLoader's persistent worker processes now. Without a pin-memory thread
+    (nothing else reads their queue) each gets SIGTERM first, so a worker stuck in a read
+    (e.g. a pipe: command) ends at once rather than after torch's 5 s join timeout."""
+    it = getattr(loader, "_iterator", None)
+    if it is None or not hasattr(it, "_shutdown_workers"):
+        return
+    if not hasattr(it, "_pin_memory_thread"):
+        for w in getattr(it, "_workers", []):
+            w.terminate()
+    it._shutdown_workers()
+    if isinstance(loader, DataLoader):
+        loader._iterator = None
+
+
+def batches(loader):
+    """The batches of one pass over `loader`. NoBatchError (one line) when a worker reports
+    that no batch can come, when the pass ends without a batch, or when one batch takes
+    longer than the loader's timeout (data.batch_timeout)."""
+    made, reports = 0, {}
+    try:
+        for batch in loader:
+            if "no_batch" in batch:
+                raise NoBatchError(batch["no_batch"])
+            if "pass_end" in batch:
+                reports[batch["worker"]] = batch["skipped"]
+                continue
+            made += 1
+            yield batch
+    except RuntimeError as exc:
+        if isinstance(exc, NoBatchError) or "timed out" not in str(exc):
+            raise
+        raise no_batch(f"no batch within {getattr(loader, 'timeout', 0):g} s (data.batch_timeout); "
+                       "are the shard reads stuck?", total_skipped(reports)) from None
+    if not made:
+        counter = getattr(getattr(loader, "dataset", None), "skip_counter", None)
+        counts = total_skipped(reports) if reports else dict(counter.counts) if counter else {}
+        raise no_batch("a whole pass over the shards gave no batch", counts)
 
 
 def total_skipped(latest: dict[int, dict[str, int]]) -> dict[str, int]:

@@ -1,10 +1,13 @@
-"""Loss curves of a run (log.jsonl) as a PNG, with the non-interactive Agg backend."""
+"""Loss curves of a run (log.jsonl) as a PNG, with the non-interactive Agg backend,
+written atomically (avprep.fsio)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import matplotlib
+
+from avprep.fsio import atomic_writer
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -30,7 +33,8 @@ def plot_curves(log_path: str | Path, png_path: str | Path, title: str = "GLCM t
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = Path(png_path).with_name(f".{Path(png_path).name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(png_path)
+    try:
+        with atomic_writer(png_path, "wb") as f:
+            fig.savefig(f, format="png", dpi=100)
+    finally:
+        plt.close(fig)

@@ -1,7 +1,11 @@
 """GLCM trainer: single process or DDP under torchrun (initialised from env vars).
 
-Run folder: config.json, checkpoint.pt (atomic; every N steps and on SIGINT/SIGTERM),
-log.jsonl (one record per log interval), tb/ (TensorBoard scalars), curves.png.
+`train(cfg)` runs what the config describes: `data.shards` into the run folder
+`train.out` for `train.steps` steps of `train.epoch_batches`-batch epochs. Run folder:
+config.json (the whole run config, so `--resume` needs nothing retyped), checkpoint.pt
+(atomic; every N steps, at the end and on SIGINT/SIGTERM), log.jsonl (one record per log
+interval), tb/ (TensorBoard scalars), curves.png, .lock (held by rank 0 while it runs).
+Nothing waits forever: no batch -> NoBatchError; a signal -> stop (see StopFlag).
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import json
 import math
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -18,31 +23,38 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from avprep.format import expand_shards
+from avprep.fsio import OutputError, OutputLock, describe_os_error
 from glcm import checkpoint as ckpt
-from glcm.config import GLCMConfig, TrainConfig
-from glcm.data import ClipSpec, make_loader, total_skipped
+from glcm.config import ConfigError, GLCMConfig, TrainConfig, from_dict, model_differences, validate
+from glcm.data import ClipSpec, batches, make_loader, shutdown_loader, total_skipped
 from glcm.losses import distributed, glcm_loss
 from glcm.model import GLCM, prepare_frames
 from glcm.plot import plot_curves
 
 
-def setup_distributed(device_kind: str) -> tuple[int, int, int]:
-    """(rank, world_size, local_rank); joins the torchrun group when WORLD_SIZE > 1."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
-    return 0, 1, 0
-
-
-def pick_device(name: str, local_rank: int) -> torch.device:
+def device_kind(name: str) -> str:
+    """"cuda" or "cpu" for train.device auto|cpu|cuda: the one place a device is chosen."""
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda asked for, but CUDA is not available")
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        raise ConfigError("device cuda asked for, but CUDA is not available here; use --device cpu or auto")
+    return "cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu"
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    if device_kind(name) == "cuda":
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
+
+
+def setup_distributed(kind: str) -> tuple[int, int, int]:
+    """(rank, world_size, local_rank); joins the torchrun group when WORLD_SIZE > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if kind == "cuda" else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+    return 0, 1, 0
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -113,11 +125,21 @@ class Trainer:
         ckpt.atomic_save(self.state(), path)
 
     def load(self, path: str | Path) -> None:
-        data = ckpt.load(path, map_location=self.device)
-        if data.get("format") != ckpt.CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: not a GLCM training checkpoint")
-        self.model.load_state_dict(data["model"])
-        self.opt.load_state_dict(data["optimizer"])
+        self.restore(ckpt.load_training(path)[0], path)
+
+    def restore(self, data: dict, path: str | Path) -> None:
+        """Model, optimiser, step and RNG from a training checkpoint's data. A checkpoint of
+        another model architecture is refused with one CheckpointError line."""
+        diff = model_differences(self.cfg.model, from_dict(data["config"]).model)
+        if diff:
+            raise ckpt.CheckpointError(
+                f"{path} was trained with another model ({'; '.join(diff[:3])}); resume with the run's own "
+                "model settings (drop the --set/--config that change model.*) or start a new --out")
+        ckpt.load_weights(self.model, data["model"], path)
+        try:
+            self.opt.load_state_dict(data["optimizer"])
+        except (ValueError, KeyError) as exc:
+            raise ckpt.CheckpointError(f"{path}: its optimiser state does not fit this model ({exc})") from None
         self.step = int(data["step"])
         rng = data["rng"]
         rng["torch"] = rng["torch"].cpu()
@@ -125,24 +147,64 @@ class Trainer:
         ckpt.set_rng_state(rng)
 
 
+class Interrupted(KeyboardInterrupt):
+    """A signal stopped the run. `clean`: it came between steps, so the model and the
+    optimiser are whole and may be saved; `signum`: the signal (exit status 128 + signum)."""
+
+    def __init__(self, signum: int, clean: bool):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum, self.clean = signum, clean
+
+
 class StopFlag:
-    """Set by SIGINT/SIGTERM; the loop saves a checkpoint and leaves at the next step."""
+    """SIGINT/SIGTERM for a run, honoured at any point.
 
-    def __init__(self):
-        self.requested = False
-        self._old = {}
+    Inside `busy()` (a training step and its checkpoint) the first signal only asks the loop
+    to stop after it; a second signal, or the work still running `grace` s + twice the
+    longest step so far after the first, raises Interrupted(clean=False) there. Anywhere
+    else (starting up, building the model, waiting for a batch) the first signal raises
+    Interrupted(clean=True) at once. Handlers are installed only in the main thread."""
 
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
+    def __init__(self, grace: float = 10.0):
+        self.grace, self.longest = grace, 0.0
+        self.requested, self.signum, self._busy = False, None, False
+        self._old: dict = {}
+
+    def __enter__(self) -> "StopFlag":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
+                self._old[sig] = signal.signal(sig, self._handle)
         return self
 
-    def _handle(self, signum, frame):
-        self.requested = True
-
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
+        if self._old:
+            signal.setitimer(signal.ITIMER_REAL, 0)
         for sig, old in self._old.items():
             signal.signal(sig, old)
+        self._old = {}
+
+    def _handle(self, signum, frame):
+        if signum == signal.SIGALRM:                       # the grace period ran out
+            raise Interrupted(self.signum, clean=False)
+        again = self.requested
+        self.requested, self.signum = True, self.signum or signum
+        if not self._busy:
+            raise Interrupted(signum, clean=True)
+        if again:
+            raise Interrupted(signum, clean=False)
+        signal.setitimer(signal.ITIMER_REAL, self.grace + 2 * self.longest)
+
+    @contextlib.contextmanager
+    def busy(self):
+        """Work that a signal lets finish (within the grace period)."""
+        self._busy, t0 = True, time.perf_counter()
+        try:
+            yield
+        finally:
+            if self._old:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            self._busy = False
+            self.longest = max(self.longest, time.perf_counter() - t0)
 
     def agreed(self, device: torch.device) -> bool:
         """True on every rank as soon as any rank got a signal (keeps DDP in step)."""
@@ -165,8 +227,12 @@ class RunLog:
     def write(self, record: dict) -> None:
         if not self.enabled:
             return
-        with open(self.out / "log.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        path = self.out / "log.jsonl"
+        try:
+            with open(path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as exc:
+            raise OutputError(describe_os_error(exc, path)) from None
         for key, value in record.items():
             if isinstance(value, (int, float)) and key != "step":
                 self.tb.add_scalar(f"train/{key}", value, record["step"])
@@ -180,66 +246,107 @@ class RunLog:
             self.tb.close()
 
 
-def train(cfg: GLCMConfig, shards: str, out_dir: str | Path, resume: bool = False,
-          epoch_batches: int = 1000) -> dict:
-    """Train until cfg.train.steps (or a signal); return the last logged record."""
-    out = Path(out_dir)
-    device_kind = cfg.train.device if cfg.train.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    rank, world, local_rank = setup_distributed(device_kind)
-    device = pick_device(cfg.train.device, local_rank)
-    trainer = Trainer(cfg, device)
-    path = out / "checkpoint.pt"
-    if resume:
-        if not path.exists():
-            raise FileNotFoundError(f"--resume: no checkpoint at {path}")
-        trainer.load(path)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        cfg.save(out / "config.json")
-    log = RunLog(out, rank == 0)
-    spec = ClipSpec.from_config(cfg.data, cfg.model.mel_per_frame, cfg.model.n_mels)
-    loader = make_loader(shards, cfg.data, cfg.train.batch_size, spec, epoch_batches,
-                         seed_offset=trainer.step, pin_memory=device.type == "cuda")
+def resolve_shards(spec: str) -> list[str]:
+    """data.shards -> shard URLs, before anything is built. Names from globs, folders and
+    brace patterns are local files; a typed pipe:CMD or URL is kept (it runs CMD)."""
+    if not spec:
+        raise ConfigError("no shards: give --shards (or data.shards in the config)")
     try:
-        with StopFlag() as stop:
-            last = run_loop(trainer, loader, log, stop, path, rank, world)
-    finally:
-        log.close()
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    return last
+        return expand_shards(spec, allow_commands=True)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigError(str(exc).strip("'\"")) from None
+
+
+def check_start(path: Path, resume: bool) -> None:
+    """--resume needs a checkpoint; a new run must not overwrite one."""
+    if resume and not path.exists():
+        raise ConfigError(f"--resume: no checkpoint at {path}; drop --resume to start a new run there")
+    if not resume and path.exists():
+        raise ConfigError(f"{path.parent} already holds a checkpoint; add --resume to continue that run "
+                          "or choose another --out")
+
+
+def train(cfg: GLCMConfig, resume: bool = False) -> dict:
+    """Train the run `cfg` describes until train.steps or a signal; return the last logged
+    record. ConfigError / CheckpointError / fsio.OutputError: the user's to fix (one line);
+    NoBatchError: no batch can be made from the shards; Interrupted: stopped by a signal."""
+    with StopFlag() as stop:
+        validate(cfg)
+        urls = resolve_shards(cfg.data.shards)
+        if not cfg.train.out:
+            raise ConfigError("no run folder: give --out (or train.out in the config)")
+        out = Path(cfg.train.out)
+        rank, world, local_rank = setup_distributed(device_kind(cfg.train.device))
+        lock = OutputLock(out, "glcm train").acquire() if rank == 0 else None      # creates OUT
+        loader = log = None
+        try:
+            path = out / "checkpoint.pt"
+            check_start(path, resume)
+            trainer = Trainer(cfg, pick_device(cfg.train.device, local_rank))
+            if resume:
+                trainer.load(path)
+            if rank == 0:
+                cfg.save(out / "config.json")
+            log = RunLog(out, rank == 0)
+            spec = ClipSpec.from_config(cfg.data, cfg.model.mel_per_frame, cfg.model.n_mels)
+            loader = make_loader(urls, cfg.data, cfg.train.batch_size, spec, cfg.train.epoch_batches,
+                                 seed_offset=trainer.step, pin_memory=trainer.device.type == "cuda")
+            return run_loop(trainer, loader, log, stop, path, rank, world)
+        finally:
+            if loader is not None:
+                shutdown_loader(loader)
+            if log is not None:
+                log.close()
+            if lock is not None:
+                lock.release()
+            if dist.is_initialized():
+                dist.destroy_process_group()
 
 
 def run_loop(trainer: Trainer, loader, log: RunLog, stop: StopFlag, path: Path, rank: int, world: int) -> dict:
+    """Steps until train.steps or a signal; a checkpoint every checkpoint_every steps and
+    at the end (also when stopped between steps)."""
     tc = trainer.cfg.train
     bar = tqdm(total=tc.steps, initial=trainer.step, disable=rank != 0, dynamic_ncols=True)
     skipped: dict[int, dict[str, int]] = {}
     last: dict = {"step": trainer.step}
+    saved, stopping = trainer.step, False
     t0, n0 = time.perf_counter(), trainer.step
-    interrupted = False
-    while trainer.step < tc.steps and not interrupted:
-        for batch in loader:
-            skipped[batch["worker"]] = batch["skipped"]
-            parts = trainer.train_step(batch["frames"], batch["mel"])
-            bar.update(1)
-            done = trainer.step >= tc.steps
-            interrupted = stop.agreed(trainer.device)
-            if trainer.step % tc.log_every == 0 or done or interrupted:
-                rate = (trainer.step - n0) * tc.batch_size * world / (time.perf_counter() - t0)
-                last = {"step": trainer.step, **{k: float(v) for k, v in parts.items()},
-                        "lr": trainer.opt.param_groups[0]["lr"], "clips_per_s": rate,
-                        "skipped": sum(total_skipped(skipped).values()), "time": time.time()}
-                bar.set_postfix(loss=f"{last['loss']:.3f}", clips_s=f"{rate:.1f}")
-                log.write(last)
-                t0, n0 = time.perf_counter(), trainer.step
-            if trainer.step % tc.plot_every == 0:
-                log.plot()
-            if rank == 0 and (trainer.step % tc.checkpoint_every == 0 or done or interrupted):
-                trainer.save(path)
-            if done or interrupted:
-                break
-    bar.close()
-    log.plot()
+    try:
+        while trainer.step < tc.steps and not stopping:
+            for batch in batches(loader):
+                skipped[batch["worker"]] = batch["skipped"]
+                with stop.busy():
+                    parts = trainer.train_step(batch["frames"], batch["mel"])
+                    bar.update(1)
+                done, stopping = trainer.step >= tc.steps, stop.agreed(trainer.device)
+                with stop.busy():
+                    if trainer.step % tc.log_every == 0 or done or stopping:
+                        rate = (trainer.step - n0) * tc.batch_size * world / (time.perf_counter() - t0)
+                        last = {"step": trainer.step, **{k: float(v) for k, v in parts.items()},
+                                "lr": trainer.opt.param_groups[0]["lr"], "clips_per_s": rate,
+                                "skipped": sum(total_skipped(skipped).values()), "time": time.time()}
+                        bar.set_postfix(loss=f"{last['loss']:.3f}", clips_s=f"{rate:.1f}")
+                        log.write(last)
+                        t0, n0 = time.perf_counter(), trainer.step
+                    if trainer.step % tc.plot_every == 0:
+                        log.plot()
+                    if rank == 0 and trainer.step % tc.checkpoint_every == 0:
+                        trainer.save(path)
+                        saved = trainer.step
+                if done or stopping:
+                    break
+    except Interrupted as exc:
+        if not exc.clean:
+            raise
+    finally:
+        bar.close()
+    with stop.busy():
+        if rank == 0 and trainer.step > saved:
+            trainer.save(path)
+        log.plot()
     last["skipped_by_reason"] = total_skipped(skipped)
-    last["interrupted"] = stop.requested
+    last["interrupted"] = stop.requested or stopping
+    if stop.signum:
+        last["signal"] = signal.Signals(stop.signum).name
     return last

@@ -10,19 +10,17 @@ import pytest
 import torch
 
 from avprep.testing import avcorr
-from glcm.config import load_config
+from glcm.config import avcorr as avcorr_preset
 from glcm.evaluate import evaluate, load_eval_clips
 from glcm.model import GLCM
 from glcm.train import Trainer, train
 
 pytestmark = pytest.mark.slow
 
-# The "tiny" preset, with stages 3-4 left out: a receptive field (~51 px) smaller than the
-# 64 px frames, so that grid cells can tell where things are after two minutes of training;
-# output stride 4 gives the paper's 16x16 grid on them.
-OVERRIDES = ["model.blocks=1,1,0,0", "model.output_stride=4", "train.lr=0.002", "train.steps=STEPS", "train.log_every=10",
-             "train.checkpoint_every=100000", "train.threads=1", "data.workers=1"]
-STEPS = 300
+# The "avcorr" preset (glcm/config.py; the demo and bench/learn_localisation.py use it too):
+# "tiny" with stages 3-4 left out, a receptive field (~51 px) smaller than the 64 px frames,
+# so that grid cells can tell where things are after two minutes of training; output
+# stride 4 gives the paper's 16x16 grid on them; 300 steps.
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +29,12 @@ def result(tmp_path_factory):
     avcorr.write_shards(avcorr.make_clips(96, seed=1, obj=22), str(root), per_shard=16, prefix="train",
                         annotations=False)
     avcorr.write_shards(avcorr.make_clips(32, seed=2, obj=22), str(root), per_shard=32, prefix="test")
-    cfg = load_config(preset="tiny", overrides=[o.replace("STEPS", str(STEPS)) for o in OVERRIDES])
+    cfg = avcorr_preset()
+    cfg.data.shards, cfg.train.out = str(root / "train-{000000..000005}.tar"), str(root / "run")
     clips = load_eval_clips(str(root / "test-000000.tar"), avcorr.load_annotations(str(root)), crop=64, shift=8)
     torch.manual_seed(cfg.train.seed)
     before = evaluate(GLCM(cfg.model), clips)
-    last = train(cfg, str(root / "train-{000000..000005}.tar"), root / "run", epoch_batches=50)
+    last = train(cfg)
     trainer = Trainer(cfg, torch.device("cpu"))
     trainer.load(root / "run" / "checkpoint.pt")
     after = evaluate(trainer.model, clips)

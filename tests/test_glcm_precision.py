@@ -14,11 +14,16 @@ from glcm.losses import glcm_loss
 from glcm.model import GLCM, prepare_frames
 from glcm.train import Trainer
 
-from test_glcm_train import TINY, batch
+
+def batch(seed: int, b: int = 4):
+    """Random uint8 clips (32 frames, 32 px: the smoke preset's crop) and log-mel windows."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, 256, (b, 32, 32, 32, 3), dtype=torch.uint8, generator=g),
+            torch.randn(b, 80, 320, generator=g) * 20 - 40)
 
 
 def test_bf16_autocast_steps_train_and_change_the_weights():
-    cfg = load_config(overrides=TINY + ["train.precision=bf16"])
+    cfg = load_config(preset="smoke", overrides=["train.precision=bf16"])
     trainer = Trainer(cfg, torch.device("cpu"))
     assert trainer.amp is torch.bfloat16
     before = [p.detach().clone() for p in trainer.model.parameters()]
@@ -31,7 +36,7 @@ def test_bf16_autocast_steps_train_and_change_the_weights():
 
 
 def test_channels_last_3d_gives_the_same_outputs():
-    cfg = load_config(overrides=TINY)
+    cfg = load_config(preset="smoke")
     torch.manual_seed(0)
     model = GLCM(cfg.model).eval()
     frames, mel = batch(7)

@@ -1,30 +1,55 @@
-"""Trainer: schedule, checkpoint round-trip, weights-only loading, Ctrl-C, CLI end to end."""
+"""Trainer: schedule, checkpoint round-trip, weights-only loading, signals at any point,
+no-batch detection, one-line user errors, the run config, CLI end to end."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
 import signal
+import sys
+import tarfile
+import threading
+import time
+from pathlib import Path
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
+import glcm.train as gtrain
+from avprep.fsio import OutputError, OutputLock
 from avprep.testing import avcorr
 from cli.glcm_cli import app
 from glcm import checkpoint as ckpt
 from glcm.config import load_config
-from glcm.train import Trainer, lr_factor, run_loop, RunLog, StopFlag
+from glcm.train import Interrupted, RunLog, StopFlag, Trainer, lr_factor, run_loop
 
-TINY = ["model.width=4", "model.local_width=4", "model.audio_width=8", "model.blocks=1,1,1,1",
-        "model.global_dim=8", "model.local_dim=8", "data.crop=32", "train.batch_size=4",
-        "train.warmup_steps=2", "train.steps=6", "train.threads=1"]
+# The CLI runs of this file: the smoke preset (the smallest model), CPU, one thread.
+SMOKE = ["--preset", "smoke", "--device", "cpu"]
 
 
 def batch(seed: int, b: int = 4):
     g = torch.Generator().manual_seed(seed)
     return (torch.randint(0, 256, (b, 32, 32, 32, 3), dtype=torch.uint8, generator=g),
             torch.randn(b, 80, 320, generator=g) * 20 - 40)
+
+
+def smoke(*overrides: str):
+    return load_config(preset="smoke", overrides=list(overrides))
+
+
+def cli(*args: str):
+    """Run the glcm CLI in this process; (exit code, output)."""
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    return res.exit_code, res.output
+
+
+def one_line_error(output: str) -> str:
+    """The `error: ...` line, after checking it is the whole story (no traceback)."""
+    lines = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in output, output
+    return lines[0]
 
 
 def test_schedule_warms_up_then_decays():
@@ -37,8 +62,20 @@ def test_schedule_warms_up_then_decays():
     assert lr_factor(100, cfg) == 1.0
 
 
+def test_presets_are_functions_returning_fresh_configs():
+    from glcm.config import PRESETS, GLCMConfig
+    for name, make in PRESETS.items():
+        a, b = make(), make()
+        assert isinstance(a, GLCMConfig) and a == b and a is not b, name
+    a = PRESETS["avcorr"]()
+    a.model.width = 99
+    assert PRESETS["avcorr"]().model.width == 8                 # no shared state between calls
+    cfg = load_config(preset="avcorr", overrides=["train.steps=7"])
+    assert (cfg.model.blocks, cfg.model.output_stride, cfg.train.steps) == ((1, 1, 0, 0), 4, 7)
+
+
 def test_resume_restores_identical_next_step(tmp_path):
-    cfg = load_config(overrides=TINY)
+    cfg = smoke()
     a = Trainer(cfg, torch.device("cpu"))
     for s in range(3):
         a.train_step(*batch(s))
@@ -46,7 +83,7 @@ def test_resume_restores_identical_next_step(tmp_path):
     next_a = a.train_step(*batch(99))["loss"].item()
     rand_a = torch.rand(3)
 
-    b = Trainer(load_config(overrides=TINY + ["train.seed=5"]), torch.device("cpu"))
+    b = Trainer(smoke("train.seed=5"), torch.device("cpu"))
     b.load(tmp_path / "c.pt")
     assert b.step == 3
     next_b = b.train_step(*batch(99))["loss"].item()
@@ -54,45 +91,93 @@ def test_resume_restores_identical_next_step(tmp_path):
     torch.rand(3)                                        # (the step used no randomness)
     b.load(tmp_path / "c.pt")
     torch.testing.assert_close(torch.rand(3), rand_a)    # RNG state restored too
-    fresh = Trainer(load_config(overrides=TINY + ["train.seed=5"]), torch.device("cpu"))
+    fresh = Trainer(smoke("train.seed=5"), torch.device("cpu"))
     assert fresh.train_step(*batch(99))["loss"].item() != next_a
 
 
 def test_checkpoints_are_weights_only(tmp_path):
-    data = Trainer(load_config(overrides=TINY), torch.device("cpu")).state()
+    data = Trainer(smoke(), torch.device("cpu")).state()
     ckpt.atomic_save(data, tmp_path / "c.pt")
     torch.load(tmp_path / "c.pt", weights_only=True)    # plain tensors and data only
-    assert not list(tmp_path.glob(".*tmp"))
+    assert os.listdir(tmp_path) == ["c.pt"]              # no temp file left
 
     class Evil:
         def __reduce__(self):
             return (open, (str(tmp_path / "PWNED"), "w"))
     with open(tmp_path / "evil.pt", "wb") as f:
         pickle.dump({"format": ckpt.CHECKPOINT_FORMAT, "x": Evil()}, f)
-    with pytest.raises(ValueError):
+    with pytest.raises(ckpt.CheckpointError) as err:
         ckpt.load(tmp_path / "evil.pt")
+    assert "\n" not in str(err.value)
     assert not (tmp_path / "PWNED").exists()
 
 
-def test_sigint_saves_a_checkpoint_and_stops(tmp_path):
-    cfg = load_config(overrides=TINY + ["train.steps=100", "train.checkpoint_every=1000"])
-    trainer = Trainer(cfg, torch.device("cpu"))
+def test_full_disk_names_the_disk_and_leaves_no_temp(tmp_path, monkeypatch):
+    def full(obj, f):
+        f.write(b"x" * 100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(ckpt.torch, "save", full)
+    with pytest.raises(OutputError) as err:
+        ckpt.atomic_save({"a": 1}, tmp_path / "checkpoint.pt")
+    assert "no space left on the disk holding" in str(err.value) and "\n" not in str(err.value)
+    assert os.listdir(tmp_path) == []
 
-    def loader():
-        for i in range(100):
-            if i == 2:
-                os.kill(os.getpid(), signal.SIGINT)       # what Ctrl-C delivers
-            f, m = batch(i)
-            yield {"frames": f, "mel": m, "worker": 0, "skipped": {}}
 
+def test_checkpoint_of_another_architecture_is_one_line(tmp_path):
+    Trainer(smoke("model.width=8"), torch.device("cpu")).save(tmp_path / "w8.pt")
+    with pytest.raises(ckpt.CheckpointError, match=r"model.width: 4 here, 8 there") as err:
+        Trainer(smoke(), torch.device("cpu")).load(tmp_path / "w8.pt")
+    assert "\n" not in str(err.value)
+    data = torch.load(tmp_path / "w8.pt", weights_only=True)
+    data["config"]["model"]["width"] = 4                 # a config that lies about the weights
+    torch.save(data, tmp_path / "lies.pt")
+    with pytest.raises(ckpt.CheckpointError, match="does not fit this model") as err:
+        Trainer(smoke(), torch.device("cpu")).load(tmp_path / "lies.pt")
+    assert "\n" not in str(err.value)
+
+
+def signalling_loader(n: int, at: int, during_step: bool, trainer: Trainer):
+    """Batches; SIGINT arrives while batch `at` is fetched, or during the step that uses it."""
+    step = trainer.train_step
+
+    def step_then_signal(*a):
+        out = step(*a)
+        os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    for i in range(n):
+        if i == at and not during_step:
+            os.kill(os.getpid(), signal.SIGINT)           # what Ctrl-C delivers while the loader waits
+        if i == at and during_step:
+            trainer.train_step = step_then_signal
+        f, m = batch(i)
+        yield {"frames": f, "mel": m, "worker": 0, "skipped": {}}
+
+
+@pytest.mark.parametrize("during_step,stopped_at", [(True, 3), (False, 2)])
+def test_sigint_saves_a_checkpoint_and_stops(tmp_path, during_step, stopped_at):
+    trainer = Trainer(smoke("train.steps=100", "train.checkpoint_every=1000"), torch.device("cpu"))
     log = RunLog(tmp_path, True)
     before = signal.getsignal(signal.SIGINT)   # SIG_IGN when run in the background (nohup, CI)
     with StopFlag() as stop:
-        last = run_loop(trainer, loader(), log, stop, tmp_path / "checkpoint.pt", 0, 1)
+        last = run_loop(trainer, signalling_loader(100, 2, during_step, trainer), log, stop,
+                        tmp_path / "checkpoint.pt", 0, 1)
     log.close()
-    assert last["interrupted"] and trainer.step == 3
-    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 3
+    # during a step: that step ends, then the loop stops; while waiting: it stops at once
+    assert last["interrupted"] and last["signal"] == "SIGINT" and trainer.step == stopped_at
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == stopped_at
     assert signal.getsignal(signal.SIGINT) == before   # the handler in place before is restored
+
+
+def test_a_step_that_never_finishes_is_stopped_after_the_grace_period():
+    stop = StopFlag(grace=0.3)
+    t0 = time.perf_counter()
+    with stop, pytest.raises(Interrupted) as err:
+        with stop.busy():
+            threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            time.sleep(20)                                  # a hung step
+    assert not err.value.clean and err.value.signum == signal.SIGTERM
+    assert time.perf_counter() - t0 < 3
 
 
 @pytest.fixture(scope="module")
@@ -105,38 +190,223 @@ def shards(tmp_path_factory):
 def test_cli_train_resume_and_eval(shards, tmp_path):
     pattern, folder = shards
     run = tmp_path / "run"
-    runner = CliRunner()
-    args = ["train", "--shards", pattern, "--out", str(run), "--steps", "4", "--batch-size", "4",
-            "--device", "cpu", "--workers", "0", "--epoch-batches", "3"]
-    sets = [x for s in TINY[:-4] + ["train.warmup_steps=1", "train.log_every=2", "train.threads=1"]
-            for x in ("--set", s)]
-    res = runner.invoke(app, args + sets)
-    assert res.exit_code == 0, res.output
+    res = cli("train", "--shards", pattern, "--out", run, *SMOKE, "--steps", 4, "--workers", 0,
+              "--epoch-batches", 3, "--set", "train.warmup_steps=1", "--set", "train.log_every=2")
+    assert res[0] == 0, res[1]
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4]
     assert all(r["loss"] > 0 and r["clips_per_s"] > 0 for r in records)
     assert (run / "curves.png").stat().st_size > 1000 and list((run / "tb").iterdir())
     assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 4
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["data"]["shards"] == pattern and saved["train"]["out"] == str(run)
+    assert saved["train"]["epoch_batches"] == 3 and saved["model"]["width"] == 4
 
-    res = runner.invoke(app, ["train", "--shards", pattern, "--out", str(run), "--resume", "--steps", "6",
-                              "--workers", "0", "--epoch-batches", "3"])
-    assert res.exit_code == 0, res.output
+    # nothing retyped: shards, epoch length, model and the rest come from OUT/config.json
+    res = cli("train", "--resume", "--out", run, "--steps", 6)
+    assert res[0] == 0, res[1]
     assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 6
-    assert json.loads((run / "config.json").read_text())["model"]["width"] == 4   # config kept on resume
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["train"]["steps"] == 6 and saved["data"]["shards"] == pattern and saved["model"]["width"] == 4
 
-    res = runner.invoke(app, ["eval-localization", "--checkpoint", str(run / "checkpoint.pt"), "--shards", pattern,
-                              "--annotations", str(folder / "avcorr.json"), "--shift", "1"])
-    assert res.exit_code == 0, res.output
-    result = json.loads(res.output.strip().splitlines()[-1])
+    res = cli("eval-localization", "--checkpoint", run / "checkpoint.pt", "--shards", pattern,
+              "--annotations", folder / "avcorr.json", "--shift", 1)
+    assert res[0] == 0, res[1]
+    result = json.loads(res[1].strip().splitlines()[-1])
     assert result["clips"] == 8 and 0 <= result["ciou_mean"] <= 1
 
     enc = tmp_path / "audio.pt"
-    res = runner.invoke(app, ["export-encoder", "--checkpoint", str(run / "checkpoint.pt"),
-                              "--encoder", "audio", "--out", str(enc)])
-    assert res.exit_code == 0, res.output
+    res = cli("export-encoder", "--checkpoint", run / "checkpoint.pt", "--encoder", "audio", "--out", enc)
+    assert res[0] == 0, res[1]
     assert ckpt.load_encoder(enc, "audio").global_head.out_channels == 8
 
 
-def test_cli_rejects_bad_overrides(shards, tmp_path):
-    res = CliRunner().invoke(app, ["train", "--shards", shards[0], "--out", str(tmp_path), "--set", "model.wdth=3"])
-    assert res.exit_code != 0 and "wdth" in res.output
+@pytest.fixture(scope="module")
+def run_dir(shards, tmp_path_factory):
+    """A finished 2-step run (smoke preset) to resume, evaluate and export from."""
+    run = tmp_path_factory.mktemp("done") / "run"
+    res = cli("train", "--shards", shards[0], "--out", run, *SMOKE, "--steps", 2, "--epoch-batches", 2)
+    assert res[0] == 0, res[1]
+    return run
+
+
+def not_a_checkpoint(tmp_path: Path) -> Path:
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
+    return tmp_path / "junk.pt"
+
+
+def resume_without_checkpoint(tmp_path: Path, run: Path) -> list:
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "fresh" / "config.json").write_text((run / "config.json").read_text())
+    return ["train", "--resume", "--out", tmp_path / "fresh"]
+
+
+def resume_with_junk(tmp_path: Path, run: Path) -> list:
+    junk = tmp_path / "junkrun"
+    junk.mkdir()
+    (junk / "config.json").write_text((run / "config.json").read_text())
+    (junk / "checkpoint.pt").write_bytes(b"\x00" * 64)
+    return ["train", "--resume", "--out", junk]
+
+
+# (case, command, what the one line must say); every one exits 2 before any training
+USER_ERRORS = [
+    ("out is a file", lambda t, s, r: ["train", "--shards", s, "--out", r / "config.json"], "is a file"),
+    ("epoch-batches 0", lambda t, s, r: ["train", "--shards", s, "--out", t / "x", "--epoch-batches", 0],
+     "train.epoch_batches must be positive"),
+    ("width 0", lambda t, s, r: ["train", "--shards", s, "--out", t / "x", "--set", "model.width=0"],
+     "model.width must be positive"),
+    ("lr nan", lambda t, s, r: ["train", "--shards", s, "--out", t / "x", "--set", "train.lr=nan"],
+     "train.lr must be a finite number"),
+    ("unknown field", lambda t, s, r: ["train", "--shards", s, "--out", t / "x", "--set", "model.wdth=3"], "wdth"),
+    ("resume a non-run", lambda t, s, r: ["train", "--shards", s, "--out", t / "x", "--resume"], "no "),
+    ("resume without checkpoint", lambda t, s, r: resume_without_checkpoint(t, r),
+     "--resume: no checkpoint at"),
+    ("resume other width", lambda t, s, r: ["train", "--resume", "--out", r, "--set", "model.width=8"],
+     "model.width: 8 here, 4 there"),
+    ("new run over a checkpoint", lambda t, s, r: ["train", "--shards", s, "--out", r, *SMOKE],
+     "already holds a checkpoint; add --resume"),
+    ("resume a non-checkpoint", lambda t, s, r: resume_with_junk(t, r), "is not a readable GLCM checkpoint"),
+    ("eval without checkpoint", lambda t, s, r: ["eval-localization", "--checkpoint", t / "none.pt", "--shards", s,
+                                                 "--annotations", t / "a.json"], "does not exist"),
+    ("eval on a non-checkpoint", lambda t, s, r: ["eval-localization", "--checkpoint", not_a_checkpoint(t),
+                                                  "--shards", s, "--annotations", t / "a.json"], "not a readable"),
+    ("eval without annotations", lambda t, s, r: ["eval-localization", "--checkpoint", r / "checkpoint.pt",
+                                                  "--shards", s, "--annotations", t / "a.json"], "--annotations"),
+    ("eval on files that are not shards", lambda t, s, r: [
+        "eval-localization", "--checkpoint", r / "checkpoint.pt", "--shards", r / "config.json",
+        "--annotations", Path(s).parent / "avcorr.json"], "cannot evaluate on them"),
+    ("export bad encoder", lambda t, s, r: ["export-encoder", "--checkpoint", r / "checkpoint.pt", "--encoder",
+                                            "visual", "--out", t / "e.pt"], "encoder must be one of"),
+    ("export a non-checkpoint", lambda t, s, r: ["export-encoder", "--checkpoint", not_a_checkpoint(t),
+                                                 "--encoder", "audio", "--out", t / "e.pt"], "not a readable"),
+    ("export into a file's folder", lambda t, s, r: ["export-encoder", "--checkpoint", r / "checkpoint.pt",
+                                                     "--encoder", "audio", "--out", r / "config.json" / "e.pt"],
+     "is a file"),
+    ("bench bad sizes", lambda t, s, r: ["bench", "--shards", s, "--batch-sizes", "8,x"], "--batch-sizes"),
+    ("bench bad steps", lambda t, s, r: ["bench", "--shards", s, "--steps", 0], "--steps 0"),
+]
+
+
+@pytest.mark.parametrize("case,command,says", USER_ERRORS, ids=[c[0] for c in USER_ERRORS])
+def test_user_errors_are_one_line_with_exit_2(case, command, says, shards, run_dir, tmp_path):
+    code, output = cli(*command(tmp_path, shards[0], run_dir))
+    assert code == 2, output
+    assert says in one_line_error(output)
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"] == 2     # never touched
+
+
+def test_bench_on_a_machine_without_cuda_says_so(shards):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    code, output = cli("bench", "--shards", shards[0], "--device", "cuda")
+    assert code == 2 and "CUDA is not available" in one_line_error(output)
+
+
+def test_a_second_run_into_one_out_is_refused(shards, tmp_path):
+    with OutputLock(tmp_path / "run", "glcm train"):
+        code, output = cli("train", "--shards", shards[0], "--out", tmp_path / "run", *SMOKE)
+    assert code == 2 and "in use by another run (glcm train pid" in one_line_error(output)
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_a_pattern_matching_nothing_fails_before_any_model(tmp_path, monkeypatch):
+    monkeypatch.setattr(gtrain, "Trainer", lambda *a: pytest.fail("a model was built"))
+    code, output = cli("train", "--shards", tmp_path / "none-*.tar", "--out", tmp_path / "run", *SMOKE)
+    assert code == 2 and "no shards found" in one_line_error(output)
+    code, output = cli("train", "--shards", tmp_path / "s-{000000..000003}.tar", "--out", tmp_path / "run", *SMOKE)
+    assert code == 2 and "4 of 4 shards" in one_line_error(output)
+    assert not (tmp_path / "run").exists()
+
+
+def empty_tar(path: Path) -> str:
+    with tarfile.open(path, "w"):
+        pass
+    return str(path)
+
+
+def zero_byte_shards(folder: Path) -> str:
+    for i in range(2):
+        (folder / f"z-{i}.tar").write_bytes(b"")
+    return str(folder / "z-{0..1}.tar")
+
+
+# (case, shard spec maker, extra options, what the line names); each must end with exit 1
+NO_BATCH = [
+    ("zero-byte shards", lambda t, s: zero_byte_shards(t), [], "none of the 2 shards gave a sample"),
+    ("zero-sample shard", lambda t, s: empty_tar(t / "e.tar"), ["--workers", 1], "none of the 1 shards gave a sample"),
+    ("every sample skipped", lambda t, s: s, ["--workers", 1, "--set", "model.mel_per_frame=4"],
+     "1000 samples in a row could not be used (data.skip_limit); skipped by reason: mel_per_frame 1000"),
+    ("every sample skipped, one pass", lambda t, s: s, ["--set", "model.mel_per_frame=4", "--set", "data.resample=false"],
+     "a whole pass over the shards gave no batch; skipped by reason: mel_per_frame 8"),
+    ("fewer samples than a batch", lambda t, s: s, ["--workers", 1, "--batch-size", 16, "--set", "data.resample=false"],
+     "a whole pass over the shards gave no batch; skipped by reason: none"),
+]
+
+
+@pytest.mark.parametrize("case,spec,extra,says", NO_BATCH, ids=[c[0] for c in NO_BATCH])
+def test_no_batch_ends_within_seconds_with_exit_1(case, spec, extra, says, shards, tmp_path):
+    t0 = time.perf_counter()
+    code, output = cli("train", "--shards", spec(tmp_path, shards[0]), "--out", tmp_path / "run", *SMOKE,
+                       "--steps", 3, *extra)
+    assert code == 1, output
+    assert says in one_line_error(output)
+    assert time.perf_counter() - t0 < 20
+
+
+def family(pid: int) -> list[int]:
+    """The live processes under `pid` (Linux /proc)."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if entry.isdigit() and int(fields[1]) == pid and fields[0] != "Z":
+            kids.append(int(entry))
+    return kids + [g for k in kids for g in family(k)]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def argv0(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+    except OSError:
+        return b""
+
+
+def signal_when_reading(sig: int, readers: int, seen: list) -> None:
+    """Wait until `readers` shard commands (sleep) run under this process, note every
+    process under it in `seen`, then send `sig` to this process (in any case: no hang)."""
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            kids = [p for p in family(os.getpid()) if alive(p)]
+            if sum(argv0(p) == b"sleep" for p in kids) >= readers:
+                seen.extend(kids)
+                break
+            time.sleep(0.05)
+    finally:
+        seen.append(time.perf_counter())
+        os.kill(os.getpid(), sig)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_while_the_loader_waits_leaves_no_process_behind(tmp_path):
+    # each worker reads a shard command that never ends, so the first step never comes
+    seen: list = []
+    threading.Thread(target=signal_when_reading, args=(signal.SIGTERM, 2, seen), daemon=True).start()
+    code, output = cli("train", "--shards", "pipe:sleep 120", "--out", tmp_path / "run", *SMOKE, "--workers", 2)
+    took = time.perf_counter() - seen.pop()
+    assert code == 128 + signal.SIGTERM, output
+    assert json.loads(output[output.rindex('{"step"'):].splitlines()[0])["signal"] == "SIGTERM"
+    assert len(seen) >= 6 and took < 10, seen      # 2 workers, each with its shell and sleep
+    time.sleep(0.3)
+    assert [p for p in seen if alive(p)] == []
