@@ -242,7 +242,7 @@ def demo(out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the c
          workers: Workers = 2) -> None:
     """The main job on a built-in default: generate a small corpus in the Kinetics and AVSpeech
     layouts, build K-AV shards, verify them, write a preview, then train GLCM briefly on CPU."""
-    from avprep.demo import run_demo
+    from cli.demo import run_demo
     run_demo(str(out), videos, train_steps, workers or 2, echo=typer.echo)
 
 

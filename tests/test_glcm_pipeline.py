@@ -1,6 +1,11 @@
 """The avcorr corpus through the real avprep build, read back by the glcm loader/eval:
-boxes land on the sounding object and its flashes line up with the tone in the mel."""
+boxes land on the sounding object and its flashes line up with the tone in the mel. And
+the layering that lets both packages meet only there: avprep never imports glcm; glcm
+imports only avprep.format and avprep.fsio; no script imports a test module."""
 from __future__ import annotations
+
+import ast
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,3 +58,31 @@ def test_mel_tone_follows_the_flashes(built):
         loud = energy > energy.min() + 0.5 * (energy.max() - energy.min())
         # frame-exact alignment except at burst edges (the 5 ms ramps / mel window overlap)
         assert (lit == loud).mean() >= 0.9
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a Python file imports (absolute imports, at any depth in the file);
+    `from a import b` counts as a.b."""
+    tree = ast.parse(path.read_text(), str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+def test_layering_avprep_never_imports_glcm_and_glcm_only_the_format_and_fsio():
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted((root / "avprep").rglob("*.py")):
+        bad = [m for m in imported_modules(path) if m == "glcm" or m.startswith("glcm.")]
+        assert not bad, f"{path.relative_to(root)} imports {bad} (the demo's orchestration lives in cli/)"
+    allowed = {"avprep.format", "avprep.fsio"}
+    for path in sorted((root / "glcm").rglob("*.py")):
+        bad = [m for m in imported_modules(path) if m.split(".")[0] in ("avprep", "cli")
+               and not any(m == a or m.startswith(a + ".") for a in allowed)]
+        assert not bad, f"{path.relative_to(root)} imports {bad}; glcm may import only {sorted(allowed)}"
+    for path in sorted((root / "bench").glob("*.py")) + sorted((root / "cli").glob("*.py")):
+        bad = [m for m in imported_modules(path) if m.startswith("test_") or m.startswith("tests")]
+        assert not bad and "parents[1] / \"tests\"" not in path.read_text(), f"{path} imports a test module"

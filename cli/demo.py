@@ -1,12 +1,16 @@
 """The built-in main job: a small synthetic corpus in the Kinetics and AVSpeech layouts ->
 K-AV shards -> verify -> preview -> a short GLCM training run on CPU.
 
+It lives in cli/, above both packages: it drives avprep and glcm, and avprep never imports
+glcm (glcm imports only avprep.format and avprep.fsio).
+
 The videos come from avprep.testing.avcorr: one coloured object per clip sounds (its colour
 sets the pitch, it lights up while the tone plays) among silent distractors, so the trained
 model has something real to learn.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -59,35 +63,32 @@ def run_demo(out: str, videos: int = 12, train_steps: int = 300, workers: int = 
     echo(f"      preview: {png}")
     report = {"summary": result.summary, "preview": png}
     if train_steps > 0:
-        report["train"] = train_demo(shards_dir, os.path.join(out, "run"), train_steps, len(result.shards), echo)
+        report["train"] = train_demo(shards_dir, os.path.join(out, "run"), train_steps, echo)
     echo(f"done in {time.time() - t0:.0f} s")
     return report
 
 
-def train_demo(shards_dir: str, run_dir: str, steps: int, num_shards: int, echo) -> dict:
-    from glcm.config import load_config
+def train_demo(shards_dir: str, run_dir: str, steps: int, echo) -> dict:
+    """Train with the `avcorr` preset (the learning test's settings) on the demo's shards. A
+    rerun into the same folder resumes the run there (and stops at once if it is done)."""
+    from glcm.config import avcorr
     from glcm.train import train
-    # the learning test's settings (tests/test_glcm_learning.py): small receptive field for 64 px frames
-    cfg = load_config(preset="tiny", overrides=[f"train.steps={steps}", "train.device=cpu", "train.lr=0.002",
-                                                "model.blocks=1,1,0,0", "model.output_stride=4",
-                                                "train.threads=1",
-                                                "train.checkpoint_every=100", "data.workers=1"])
-    spec = os.path.join(shards_dir, f"k-av-{{000000..{num_shards - 1:06d}}}.tar")
-    echo(f"[4/4] glcm train --preset tiny on {spec} for {steps} steps (CPU) -> {run_dir}")
-    last = train(cfg, spec, run_dir, epoch_batches=50)
-    first = _first_record(os.path.join(run_dir, "log.jsonl"))
+    cfg = avcorr()
+    cfg.data.shards, cfg.train.out, cfg.train.steps = shards_dir, run_dir, steps
+    resume = os.path.exists(os.path.join(run_dir, "checkpoint.pt"))
+    echo(f"[4/4] glcm train --preset avcorr --shards {shards_dir} --out {run_dir} --steps {steps} (CPU)"
+         + (" --resume" if resume else ""))
+    last = train(cfg, resume=resume)
+    first, final = _loss_records(os.path.join(run_dir, "log.jsonl"))
     echo(f"      loss_global {first.get('loss_global', float('nan')):.3f} at step {first.get('step')} -> "
-         f"{last.get('loss_global', float('nan')):.3f} at step {last.get('step')}; loss_local "
-         f"{first.get('loss_local', float('nan')):.3f} -> {last.get('loss_local', float('nan')):.3f}")
-    echo(f"      run folder {run_dir}: {', '.join(sorted(os.listdir(run_dir)))}")
+         f"{final.get('loss_global', float('nan')):.3f} at step {final.get('step')}; loss_local "
+         f"{first.get('loss_local', float('nan')):.3f} -> {final.get('loss_local', float('nan')):.3f}")
+    echo(f"      run folder {run_dir}: {', '.join(sorted(n for n in os.listdir(run_dir) if not n.startswith('.')))}")
     return last
 
 
-def _first_record(log_path: str) -> dict:
-    import json
+def _loss_records(log_path: str) -> tuple[dict, dict]:
+    """The first and the last record of a run's log that carry losses."""
     with open(log_path) as f:
-        for line in f:
-            record = json.loads(line)
-            if "loss_global" in record:
-                return record
-    return {}
+        records = [r for r in map(json.loads, filter(str.strip, f)) if "loss_global" in r]
+    return (records[0], records[-1]) if records else ({}, {})
