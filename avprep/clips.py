@@ -20,13 +20,15 @@ class Clip:
     segment: int            # segment number within the input
     first_frame: int        # global frame number n0 on the fps grid (frame i sits at (n0+i)/fps)
     fps: float
-    frames: np.ndarray      # (T, H, W, 3) uint8 RGB
-    mel: np.ndarray         # (n_mels, T*k) float32 log-mel dB; mel[:, k*i:k*(i+1)] spans frame i
+    frames: np.ndarray | None   # (T, H, W, 3) uint8 RGB; None: audio-only (input without video)
+    mel: np.ndarray | None      # (n_mels, T*k) float32 log-mel dB; mel[:, k*i:k*(i+1)] spans frame i;
+                                # None: visual-only (input without audio, require_audio off)
     info: MediaInfo
+    slots: int = 0              # audio-only: T, the fps-grid frames the mel spans
 
     @property
     def num_frames(self) -> int:
-        return int(self.frames.shape[0])
+        return int(self.frames.shape[0]) if self.frames is not None else self.slots
 
 
 def iter_clips(item: SourceItem, cfg: BuildConfig, info: MediaInfo | None = None) -> Iterator[Clip]:
@@ -35,6 +37,9 @@ def iter_clips(item: SourceItem, cfg: BuildConfig, info: MediaInfo | None = None
     Raises MediaError with a reason code when the input cannot give any clip.
     """
     info = info or probe(item.path)
+    if info.video is None and info.audio is not None and not cfg.video.require_video:
+        yield from _audio_clips(item, info, cfg)
+        return
     if info.video is None:
         raise MediaError("no_video", "the file has no video stream")
     if info.audio is None and cfg.audio.require_audio:
@@ -99,11 +104,39 @@ def _make_clip(item: SourceItem, segment: int, first: int, frames: list[np.ndarr
         count = min(count, max(0, end // per_frame - first))
     if count < cfg.clip.min_frames:
         return None, count
-    left, right = context(cfg.audio)
-    a = first * per_frame - left
-    b = (first + count) * per_frame + right
-    samples = audio.read(a, b) if audio is not None else np.zeros(b - a, np.float32)
-    mel = log_mel(samples, count * k, cfg.audio)
-    if audio is not None:
-        audio.discard_before(b - left - right)
+    mel = _mel(audio, first, count, cfg) if audio is not None else None
     return Clip(item, segment, first, cfg.video.fps, np.stack(frames[:count]), mel, info), count
+
+
+def _mel(audio: AudioReader, first: int, count: int, cfg: BuildConfig) -> np.ndarray:
+    """The mel columns of frames [first, first+count); samples before them are dropped."""
+    k, hop = cfg.mel_per_frame(), cfg.audio.hop_length
+    left, right = context(cfg.audio)
+    a = first * k * hop - left
+    b = (first + count) * k * hop + right
+    mel = log_mel(audio.read(a, b), count * k, cfg.audio)
+    audio.discard_before(b - left - right)
+    return mel
+
+
+def _audio_clips(item: SourceItem, info: MediaInfo, cfg: BuildConfig) -> Iterator[Clip]:
+    """Audio-only clips of an input without a video stream (require_video off): the mel on
+    the same fps grid, cut into segments of whole grid frames the audio covers."""
+    fps, per_frame = cfg.video.fps, cfg.mel_per_frame() * cfg.audio.hop_length
+    seg_len = max(cfg.clip.min_frames, int(round(cfg.clip.max_seconds * fps)))
+    duration = (item.end - item.start) if item.start is not None and item.end is not None else info.duration
+    deadline = time.monotonic() + cfg.timeout_base_s + cfg.timeout_per_s * (duration or 0.0)
+    audio = AudioReader(item.path, cfg.audio.sample_rate, item.start, item.end, cfg.decode_threads, deadline)
+    first = made = 0
+    try:
+        while True:
+            count = max(0, audio.available_until((first + seg_len) * per_frame) // per_frame - first)
+            if count < cfg.clip.min_frames:
+                break
+            yield Clip(item, made, first, fps, None, _mel(audio, first, count, cfg), info, slots=count)
+            made, first = made + 1, first + count
+    finally:
+        audio.close()
+    if made == 0:
+        raise MediaError("too_short", f"the audio covers {first + count} frames of 1/{fps:g} s < min_frames "
+                                      f"{cfg.clip.min_frames}")

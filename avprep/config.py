@@ -24,6 +24,7 @@ class VideoConfig:
     short_side: int = 128        # resize so the shorter side has this many pixels (0: keep)
     square: bool = False         # centre-crop to short_side x short_side after resizing
     jpeg_quality: int = 90       # quality of the stored JPEG frames (1..100)
+    require_video: bool = True   # an input without video fails with reason no_video (off: audio-only samples)
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class AudioConfig:
     n_mels: int = 80
     hop_length: int = 160        # mel columns are hop_length samples apart
     n_fft: int = 400             # 25 ms window at 16 kHz
-    require_audio: bool = True   # a video without audio fails with reason no_audio
+    require_audio: bool = True   # a video without audio fails with reason no_audio (off: visual-only samples)
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,8 @@ def validate(cfg: BuildConfig) -> None:
     mel_per_frame(cfg.video.fps, cfg.audio)
     _check_clip(cfg.clip, cfg.video.fps)
     validate_crop(cfg.crop)
+    if cfg.crop.kind != "none" and not cfg.video.require_video:
+        raise ConfigError(f"{cfg.crop.kind} crops need video: require_video must stay on")
     if cfg.videos_per_shard < 1:
         raise ConfigError(f"videos_per_shard must be >= 1, got {cfg.videos_per_shard}")
     check_name("shard_prefix", cfg.shard_prefix)

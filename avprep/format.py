@@ -6,7 +6,9 @@ the one validator: `open_sample` checks a sample's structure (members, metadata,
 offsets, the mel's .npy header) before anything is allocated from it, `verify_sample`
 adds the content (every JPEG, every mel value, the crop arrays). `avprep verify` runs
 `verify_sample`; training (glcm) runs `open_sample` and the same content rules on the
-window it decodes. Every rule raises `FormatError` with a short reason code.
+window it decodes. Every rule raises `FormatError` with a short reason code. A sample holds
+frames and a mel, or only one of them (visual-only: has_audio false; audio-only: has_video
+false); a reader that needs both asks `open_sample` for them (reasons visual_only, audio_only).
 
 glcm imports this module (and avprep.fsio) and nothing else of avprep's internals.
 """
@@ -28,6 +30,9 @@ import cv2
 import numpy as np
 import numpy.lib.format as npy_format
 
+# Still 1 with visual-only (no mel.npy) and audio-only (no frames.mjpeg) samples: a reader
+# written before them requires both members and refuses those samples, it cannot misread them
+# (docs/format.md). Audio-visual samples are byte-identical to before.
 FORMAT_VERSION = 1
 FRAMES, MEL, META = "frames.mjpeg", "mel.npy", "json"
 MEMBERS = (FRAMES, MEL, META)
@@ -62,13 +67,15 @@ class FormatError(ValueError):
 
 @dataclass(frozen=True)
 class SourceVideo:
-    """The input file's streams as probed (before any resampling)."""
-    width: int
-    height: int
-    sar: str
-    rotation: int
+    """The input file's streams as probed (before any resampling). The video fields are null
+    for an input without a video stream (audio-only samples), the audio fields for one
+    without an audio stream."""
+    width: int | None
+    height: int | None
+    sar: str | None
+    rotation: int | None
     fps: float | None
-    codec: str
+    codec: str | None
     audio_codec: str | None
     audio_channels: str | None
     audio_sample_rate: int | None
@@ -76,10 +83,13 @@ class SourceVideo:
 
 @dataclass(frozen=True)
 class SampleMeta:
-    """The `json` member. Field names are the JSON keys; `crop` is written only when set.
+    """The `json` member. Field names are the JSON keys; `crop` is written only when set,
+    `has_video` only when false (an audio-only sample), so audio-visual samples read as before.
 
-    The stream fields (num_frames .. frame_offsets) are filled by `encode_sample` from the
-    frames it encodes."""
+    The stream fields (has_audio, has_video, num_frames .. frame_offsets) are filled by
+    `encode_sample` from what it encodes. An audio-only sample has no frames: width, height,
+    channels and frame_offsets are null and num_frames counts the slots of the fps grid its
+    mel spans. A visual-only sample (has_audio false) has no mel member."""
     key: str
     source: str
     item_id: str
@@ -102,11 +112,12 @@ class SampleMeta:
     extra: dict
     source_video: SourceVideo
     num_frames: int = 0
-    width: int = 0
-    height: int = 0
-    channels: int = 3
-    frame_offsets: list[int] = field(default_factory=list)
+    width: int | None = 0
+    height: int | None = 0
+    channels: int | None = 3
+    frame_offsets: list[int] | None = field(default_factory=list)
     crop: dict | None = None
+    has_video: bool = True
     format_version: int = FORMAT_VERSION
 
     @property
@@ -115,12 +126,18 @@ class SampleMeta:
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
-        if out["crop"] is None:
-            del out["crop"]
+        for name, default in OPTIONAL_FIELDS.items():
+            if out[name] == default:
+                del out[name]
         return out
 
     def to_json(self) -> bytes:
         return json.dumps(self.to_dict(), sort_keys=True).encode("utf-8")
+
+
+# Fields that may be absent from the JSON (read as the default, and not written when equal to
+# it): crop samples only carry `crop`, audio-only samples only carry `has_video`.
+OPTIONAL_FIELDS = {"crop": None, "has_video": True}
 
 
 def _checker(tp):
@@ -154,7 +171,7 @@ def _from_dict(cls, obj: dict, where: str = ""):
     values = {}
     for name, tp, nested, test in _schema(cls):
         if name not in obj:
-            if name == "crop":
+            if cls is SampleMeta and name in OPTIONAL_FIELDS:
                 continue
             raise FormatError("bad_meta", f"field {where}{name} is missing")
         value = obj[name]
@@ -212,21 +229,50 @@ def check_meta(meta: SampleMeta) -> None:
         raise FormatError("format_version", f"unsupported format_version {meta.format_version!r}")
     if not KEY_RE.fullmatch(meta.key):
         raise FormatError("bad_meta", f"key {meta.key!r} may hold only letters, digits, _ and -")
-    for name, high in (("num_frames", MAX_FRAMES), ("width", MAX_SIDE), ("height", MAX_SIDE),
-                       ("n_mels", MAX_MELS), ("mel_per_frame", MAX_MEL_PER_FRAME),
+    for name, high in (("num_frames", MAX_FRAMES), ("n_mels", MAX_MELS), ("mel_per_frame", MAX_MEL_PER_FRAME),
                        ("sample_rate", MAX_SAMPLE_RATE), ("hop_length", MAX_SAMPLE_RATE),
                        ("n_fft", MAX_SAMPLE_RATE)):
         _bounded(meta, name, 1, high)
     _bounded(meta, "segment", 0, MAX_FRAMES)
     _bounded(meta, "first_frame", 0, 1 << 40)
-    if meta.channels not in (1, 3):
-        raise FormatError("bad_meta", f"channels {meta.channels} must be 1 or 3")
     if not 0 < meta.fps <= MAX_FPS:
         raise FormatError("bad_meta", f"fps {meta.fps} is outside (0, {MAX_FPS:g}]")
     if not math.isclose(meta.mel_per_frame * meta.hop_length * meta.fps, meta.sample_rate, rel_tol=1e-6):
         raise FormatError("bad_meta", f"mel_per_frame {meta.mel_per_frame} x hop_length {meta.hop_length} "
                           f"x fps {meta.fps:g} != sample_rate {meta.sample_rate}")
+    if meta.has_video:
+        _check_video_meta(meta)
+    else:
+        _check_audio_only_meta(meta)
+
+
+_FRAME_FIELDS = ("width", "height", "channels", "frame_offsets")
+_SOURCE_VIDEO_FIELDS = ("width", "height", "sar", "rotation", "fps", "codec")
+
+
+def _check_video_meta(meta: SampleMeta) -> None:
+    """A sample with frames: their size, channels and offsets are given."""
+    null = [name for name in _FRAME_FIELDS if getattr(meta, name) is None]
+    if null:
+        raise FormatError("bad_meta", f"{', '.join(null)} null in a sample with frames (has_video true)")
+    for name in ("width", "height"):
+        _bounded(meta, name, 1, MAX_SIDE)
+    if meta.channels not in (1, 3):
+        raise FormatError("bad_meta", f"channels {meta.channels} must be 1 or 3")
     check_offsets(meta.frame_offsets, meta.num_frames)
+
+
+def _check_audio_only_meta(meta: SampleMeta) -> None:
+    """An audio-only sample: it must have audio, and no frame field or source video field is set."""
+    if not meta.has_audio:
+        raise FormatError("bad_meta", "has_video and has_audio are both false")
+    if meta.crop is not None:
+        raise FormatError("bad_meta", "crop in an audio-only sample")
+    given = [name for name in _FRAME_FIELDS if getattr(meta, name) is not None]
+    given += [f"source_video.{name}" for name in _SOURCE_VIDEO_FIELDS
+              if getattr(meta.source_video, name) is not None]
+    if given:
+        raise FormatError("bad_meta", f"{', '.join(given)} must be null in an audio-only sample (has_video false)")
 
 
 def check_offsets(offsets: list[int], num_frames: int, size: int | None = None) -> None:
@@ -365,18 +411,33 @@ def decode_jpegs(data: bytes, offsets: list[int], indices=None) -> np.ndarray:
 
 @dataclass
 class Sample:
-    """A sample whose structure `open_sample` has checked; content decodes on demand."""
+    """A sample whose structure `open_sample` has checked; content decodes on demand.
+
+    An audio-only sample (`has_video` false) has no frames, a visual-only one (`has_audio`
+    false) no mel: asking for them raises FormatError `audio_only` / `visual_only`."""
     meta: SampleMeta
     members: dict            # member name -> bytes, as read from the tar
-    mel_start: int           # byte offset of the mel data inside members[MEL]
+    mel_start: int | None    # byte offset of the mel data inside members[MEL]; None without one
 
     @property
     def key(self) -> str:
         return self.meta.key
 
+    @property
+    def has_video(self) -> bool:
+        return self.meta.has_video
+
+    @property
+    def has_audio(self) -> bool:
+        """Audio to use: false for visual-only samples, also for version-1 ones that store
+        the mel of silence (has_audio false with a mel member)."""
+        return self.meta.has_audio
+
     def frame(self, i: int, bgr: bool = False) -> np.ndarray:
         """Frame i as (H,W,3) uint8 RGB (BGR with `bgr`); only its own JPEG is decoded."""
         meta = self.meta
+        if not meta.has_video:
+            raise FormatError("audio_only", f"sample {meta.key} has no frames (has_video false)")
         jpg = memoryview(self.members[FRAMES])[meta.frame_offsets[i]:meta.frame_offsets[i + 1]]
         return decode_jpeg(jpg, meta.height, meta.width, bgr, i)
 
@@ -386,6 +447,8 @@ class Sample:
 
     def mel(self) -> np.ndarray:
         """(n_mels, T*k) float16, a read-only view of the member (no copy)."""
+        if self.mel_start is None:
+            raise FormatError("visual_only", f"sample {self.meta.key} has no mel (has_audio false)")
         shape = (self.meta.n_mels, self.meta.mel_columns)
         return np.frombuffer(self.members[MEL], MEL_DTYPE, math.prod(shape), self.mel_start).reshape(shape)
 
@@ -405,33 +468,55 @@ class Sample:
         return load_npy(self.members[name], dtype, (self.meta.num_frames, *tail), "bad_array")
 
 
-def open_sample(raw: dict) -> Sample:
-    """The structural rules, checked before anything is allocated from the sample: the three
-    members are there; the metadata parses (parse_meta) and names this sample; the frame
-    offsets end at the stream's size; the mel's .npy header says float16
-    (n_mels, num_frames * mel_per_frame) and the member holds exactly those bytes."""
-    missing = [m for m in MEMBERS if m not in raw]
-    if missing:
+def open_sample(raw: dict, require_video: bool = False, require_audio: bool = False) -> Sample:
+    """The structural rules, checked before anything is allocated from the sample: the
+    metadata parses (parse_meta) and names this sample; the members its streams need are
+    there (`frames.mjpeg` unless audio-only, `mel.npy` unless visual-only) and no frames
+    member in an audio-only sample; the frame offsets end at the stream's size; the mel's
+    .npy header says float16 (n_mels, num_frames * mel_per_frame) and the member holds
+    exactly those bytes (also checked for the silent mel of a version-1 sample without audio).
+
+    A reader that needs both streams (pretraining) passes `require_video` / `require_audio`:
+    an audio-only / visual-only sample then raises FormatError `audio_only` / `visual_only`."""
+    if META not in raw:
+        missing = [m for m in MEMBERS if m not in raw]
         raise FormatError("missing_member", ",".join(missing))
     meta = parse_meta(raw[META])
     if "__key__" in raw and raw["__key__"] != meta.key:
         raise FormatError("bad_meta", f"key {meta.key!r} in the metadata, {raw['__key__']!r} in the tar")
-    check_offsets(meta.frame_offsets, meta.num_frames, len(raw[FRAMES]))
+    if require_video and not meta.has_video:
+        raise FormatError("audio_only", "an audio-only sample (no frames), this reader needs video")
+    if require_audio and not meta.has_audio:
+        raise FormatError("visual_only", "a visual-only sample (no audio), this reader needs audio")
+    needed = [m for m, used in ((FRAMES, meta.has_video), (MEL, meta.has_audio)) if used and m not in raw]
+    if needed:
+        raise FormatError("missing_member", ",".join(needed))
+    if meta.has_video:
+        check_offsets(meta.frame_offsets, meta.num_frames, len(raw[FRAMES]))
+    elif FRAMES in raw:
+        raise FormatError("bad_meta", f"{FRAMES} in an audio-only sample (has_video false)")
+    return Sample(meta, raw, _mel_start(raw, meta) if MEL in raw else None)
+
+
+def _mel_start(raw: dict, meta: SampleMeta) -> int:
+    """Where the mel's data starts, after checking its header against the metadata."""
     dtype, shape, start = npy_header(raw[MEL], "mel_header")
     expected = (meta.n_mels, meta.mel_columns)
     if dtype != MEL_DTYPE or shape != expected:
         raise FormatError("mel_header", f"mel is {dtype} {shape}, metadata says float16 {expected} "
                           f"(n_mels, num_frames x mel_per_frame)")
-    return Sample(meta, raw, start)
+    return start
 
 
 def verify_sample(raw: dict) -> Sample:
     """The full check (`avprep verify`): open_sample, then every frame decodes to
     height x width, every mel value is finite and crop samples carry their arrays."""
     sample = open_sample(raw)
-    for i in range(sample.meta.num_frames):
-        sample.frame(i, bgr=True)
-    sample.mel_window(0, sample.meta.num_frames)
+    if sample.has_video:
+        for i in range(sample.meta.num_frames):
+            sample.frame(i, bgr=True)
+    if sample.mel_start is not None:
+        sample.mel_window(0, sample.meta.num_frames)
     _check_arrays(sample)
     return sample
 
@@ -452,15 +537,33 @@ def _check_arrays(sample: Sample) -> None:
 
 # ---- the encoder --------------------------------------------------------------------------
 
-def encode_sample(meta: SampleMeta, frames: np.ndarray, mel: np.ndarray, quality: int,
+def encode_sample(meta: SampleMeta, frames: np.ndarray | None, mel: np.ndarray | None, quality: int,
                   arrays: dict[str, np.ndarray] | None = None) -> dict:
     """A WebDataset sample (member name -> bytes) for `frames` (T,H,W,3|1 uint8 RGB), `mel`
     (n_mels, T*k; stored as float16) and extra `arrays` (e.g. CROP_ARRAYS). The stream
-    fields of `meta` are set here; the result passes the validator or FormatError."""
-    data, offsets = encode_jpegs(frames, quality)
-    t, h, w, c = (int(n) for n in frames.shape)
-    meta = dataclasses.replace(meta, num_frames=t, width=w, height=h, channels=c, frame_offsets=offsets)
-    sample = {"__key__": meta.key, FRAMES: data, MEL: npy_bytes(mel.astype(MEL_DTYPE))}
+    fields of `meta` are set here from what is given: no `mel` makes a visual-only sample
+    (has_audio false, no mel member), no `frames` an audio-only one (has_video false, no
+    frames member, num_frames = mel columns / mel_per_frame). The result passes the
+    validator or FormatError."""
+    if frames is None and mel is None:
+        raise ValueError("a sample needs frames, a mel or both")
+    sample = {"__key__": meta.key}
+    if frames is not None:
+        data, offsets = encode_jpegs(frames, quality)
+        t, h, w, c = (int(n) for n in frames.shape)
+        meta = dataclasses.replace(meta, num_frames=t, width=w, height=h, channels=c, frame_offsets=offsets,
+                                   has_video=True)
+        sample[FRAMES] = data
+    else:
+        t, rest = divmod(int(mel.shape[1]), meta.mel_per_frame)
+        if rest:
+            raise ValueError(f"an audio-only mel needs a multiple of mel_per_frame {meta.mel_per_frame} "
+                             f"columns, got {mel.shape[1]}")
+        meta = dataclasses.replace(meta, num_frames=t, width=None, height=None, channels=None,
+                                   frame_offsets=None, has_video=False)
+    meta = dataclasses.replace(meta, has_audio=mel is not None)
+    if mel is not None:
+        sample[MEL] = npy_bytes(mel.astype(MEL_DTYPE))
     for name, array in (arrays or {}).items():
         if name in MEMBERS or not ARRAY_MEMBER_RE.fullmatch(name):
             raise ValueError(f"array member name {name!r} must look like name.npy")

@@ -31,6 +31,7 @@ from avprep.clips import Clip, iter_clips
 from avprep.config import BuildConfig, ConfigError, validate
 from avprep.items import SourceItem
 from avprep.probe import MediaError
+from avprep.format import FRAMES, MEL
 from avprep.shards import FORMAT_VERSION, ShardWriter, encode_clip
 
 TABLES = ("plan.json", "outcomes.jsonl", "failures.csv", "summary.json", "manifest.json")
@@ -92,18 +93,19 @@ def process_item(item: SourceItem, cfg: BuildConfig, root: str = "") -> tuple[di
     OutputError (it is not the input's fault); any other error is recorded."""
     rel = _relpath(item.path, root)
     outcome = {"item_id": item.item_id, "source": item.source, "path": rel, "split": item.split,
-               "status": "ok", "reason": None, "message": None, "samples": 0, "seconds": 0.0}
+               "status": "ok", "reason": None, "message": None, "samples": 0, "seconds": 0.0, "streams": None}
     if item.missing:
         outcome.update(status="missing", reason="missing", message="file listed by the recipe is not there")
         return outcome, []
     if item.failed:
         outcome.update(status="failed", reason=item.failed[0], message=item.failed[1])
         return outcome, []
-    samples = []
+    samples, kind = [], None
     try:
         for clip in iter_clips(item, cfg):
             samples.append(_encode(clip, cfg, rel))
             outcome["seconds"] += clip.num_frames / clip.fps
+            kind = streams(samples[-1])
     except MediaError as e:
         outcome.update(status="failed", reason=e.reason, message=e.message)
         return outcome, []
@@ -117,7 +119,16 @@ def process_item(item: SourceItem, cfg: BuildConfig, root: str = "") -> tuple[di
         return _error(outcome, e), []
     outcome["samples"] = len(samples)
     outcome["seconds"] = round(outcome["seconds"], 3)
+    outcome["streams"] = kind
     return outcome, samples
+
+
+def streams(sample: dict) -> str:
+    """What an encoded sample holds: "video" (visual-only: no mel member), "audio" (audio-only:
+    no frames member) or "audio+video"."""
+    if FRAMES not in sample and MEL in sample:
+        return "audio"
+    return "video" if FRAMES in sample and MEL not in sample else "audio+video"
 
 
 def _error(outcome: dict, e: BaseException) -> dict:
@@ -477,6 +488,8 @@ def summarize(outcomes: list[dict], num_shards: int, finished: int) -> dict:
     return {"shards": num_shards, "shards_finished": finished, "inputs": len(outcomes),
             "ok": status["ok"], "failed": status["failed"], "missing": status["missing"],
             "samples": sum(o["samples"] for o in outcomes),
+            "visual_only": sum(o["samples"] for o in outcomes if o.get("streams") == "video"),
+            "audio_only": sum(o["samples"] for o in outcomes if o.get("streams") == "audio"),
             "hours": round(sum(o["seconds"] for o in outcomes) / 3600, 4),
             "reasons": dict(sorted(reasons.items()))}
 
@@ -501,5 +514,8 @@ def format_summary(summary: dict) -> str:
     lines = [f"{summary['inputs']} inputs: {summary['ok']} ok, {summary['failed']} failed, "
              f"{summary['missing']} missing; {summary['samples']} samples, {summary['hours']:.3f} h "
              f"in {summary['shards_finished']}/{summary['shards']} shards"]
+    if summary.get("visual_only") or summary.get("audio_only"):
+        lines.append(f"  samples without audio (visual-only): {summary['visual_only']}, "
+                     f"without video (audio-only): {summary['audio_only']}")
     lines += [f"  {reason}: {n}" for reason, n in summary["reasons"].items()]
     return "\n".join(lines)

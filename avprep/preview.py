@@ -15,8 +15,8 @@ class Drawn:
     """What one sample contributes to the sheet, decoded (and so checked) before drawing."""
     meta: SampleMeta
     picks: np.ndarray              # frame indices shown
-    frames: np.ndarray             # (len(picks), H, W, 3) RGB
-    mel: np.ndarray                # (n_mels, T*k) float32
+    frames: np.ndarray | None      # (len(picks), H, W, 3) RGB; None: an audio-only sample
+    mel: np.ndarray | None         # (n_mels, T*k) float32; None: a visual-only sample
     points: list                   # per pick: (68, 2) landmarks in crop pixels, or None
 
 
@@ -35,7 +35,9 @@ def _prepare(raw: dict, frames_per_row: int) -> Drawn:
     if LANDMARKS in raw and TRANSFORM in raw:
         lm, tf = sample.array(LANDMARKS), sample.array(TRANSFORM)
         points = [lm[i] @ tf[i][:, :2].T + tf[i][:, 2] for i in picks]
-    return Drawn(sample.meta, picks, sample.frames(picks), sample.mel_window(0, t), points)
+    frames = sample.frames(picks) if sample.has_video else None
+    mel = sample.mel_window(0, t) if sample.has_audio else None
+    return Drawn(sample.meta, picks, frames, mel, points)
 
 
 def _collect(shards: list[str], count: int, frames_per_row: int) -> tuple[list[Drawn], list[str]]:
@@ -80,7 +82,9 @@ def _draw_sample(d: Drawn, ax_frames, ax_mel) -> None:
     meta = d.meta
     t0, t1 = meta.start_time, meta.end_time
     slot = (t1 - t0) / len(d.picks)
-    for j, (i, frame, pts) in enumerate(zip(d.picks, d.frames, d.points)):
+    if d.frames is None:
+        ax_frames.text((t0 + t1) / 2, 0.5, "audio only: no video", ha="center", va="center")
+    for j, (i, frame, pts) in enumerate(zip(d.picks, d.frames if d.frames is not None else [], d.points)):
         left = t0 + j * slot
         ax_frames.imshow(frame, extent=[left, left + slot * 0.96, 0, 1], aspect="auto")
         if pts is not None:
@@ -91,7 +95,10 @@ def _draw_sample(d: Drawn, ax_frames, ax_mel) -> None:
     ax_frames.set_ylim(0, 1.1)
     ax_frames.set_yticks([])
     ax_frames.set_title(f"{meta.key}  ({meta.source}, {meta.num_frames} frames @ {meta.fps:g} fps)", fontsize=9)
-    ax_mel.imshow(d.mel, origin="lower", aspect="auto", extent=[t0, t1, 0, d.mel.shape[0]], cmap="magma")
+    if d.mel is None:
+        ax_mel.text((t0 + t1) / 2, 0.5, "visual only: no audio", ha="center", va="center")
+    else:
+        ax_mel.imshow(d.mel, origin="lower", aspect="auto", extent=[t0, t1, 0, d.mel.shape[0]], cmap="magma")
     ax_mel.set_xlim(t0, t1)
     ax_mel.set_ylabel("mel band")
     ax_mel.set_xlabel("time (s, shared clock)")

@@ -27,11 +27,12 @@ def clip_metadata(clip: Clip, cfg: BuildConfig, source_path: str, crop: dict | N
         key=sample_key(clip), source=item.source, item_id=item.item_id, split=item.split,
         source_path=source_path, segment=clip.segment, first_frame=clip.first_frame, fps=fps,
         start_time=round(clip.first_frame / fps, 6), end_time=round((clip.first_frame + clip.num_frames) / fps, 6),
-        cut_start=item.start, cut_end=item.end, has_audio=a is not None,
+        cut_start=item.start, cut_end=item.end, has_audio=clip.mel is not None,
         sample_rate=cfg.audio.sample_rate, hop_length=cfg.audio.hop_length, n_fft=cfg.audio.n_fft,
         n_mels=cfg.audio.n_mels, mel_per_frame=cfg.mel_per_frame(), labels=item.labels, extra=item.extra,
         source_video=SourceVideo(
-            width=v.width, height=v.height, sar=str(v.sar), rotation=v.rotation, fps=v.fps, codec=v.codec,
+            width=v.width if v else None, height=v.height if v else None, sar=str(v.sar) if v else None,
+            rotation=v.rotation if v else None, fps=v.fps if v else None, codec=v.codec if v else None,
             audio_codec=a.codec if a else None, audio_channels=a.channels if a else None,
             audio_sample_rate=a.sample_rate if a else None),
         crop=crop)
@@ -40,7 +41,8 @@ def clip_metadata(clip: Clip, cfg: BuildConfig, source_path: str, crop: dict | N
 def encode_clip(clip: Clip, cfg: BuildConfig, source_path: str, frames: np.ndarray | None = None,
                 arrays: dict[str, np.ndarray] | None = None, crop: dict | None = None) -> dict:
     """A WebDataset sample dict (all values bytes). `frames` overrides clip.frames (crops);
-    `arrays` are extra .npy members and `crop` the crop stage's json["crop"]."""
+    `arrays` are extra .npy members and `crop` the crop stage's json["crop"]. A clip without
+    frames or without a mel becomes an audio-only or visual-only sample (docs/format.md)."""
     frames = clip.frames if frames is None else frames
     meta = clip_metadata(clip, cfg, source_path, crop)
     return encode_sample(meta, frames, clip.mel, cfg.video.jpeg_quality, arrays)

@@ -55,6 +55,8 @@ class Inspection:
     seconds: float = 0.0
     sources: Counter = field(default_factory=Counter)
     splits: Counter = field(default_factory=Counter)
+    visual_only: int = 0                                 # samples without audio (has_audio false)
+    audio_only: int = 0                                  # samples without frames (has_video false)
     failures: Counter = field(default_factory=Counter)
     inputs: Counter = field(default_factory=Counter)
     bad: Counter = field(default_factory=Counter)        # samples whose metadata breaks a rule, by reason
@@ -65,6 +67,9 @@ class Inspection:
         lines.append("sources: " + ", ".join(f"{k}={v}" for k, v in sorted(self.sources.items())))
         if any(self.splits):
             lines.append("splits: " + ", ".join(f"{k}={v}" for k, v in sorted(self.splits.items(), key=str)))
+        if self.visual_only or self.audio_only:
+            lines.append(f"visual-only samples (no audio): {self.visual_only}, "
+                         f"audio-only samples (no video): {self.audio_only}")
         if self.inputs:
             lines.append("inputs: " + ", ".join(f"{k}={v}" for k, v in sorted(self.inputs.items())))
         if self.failures:
@@ -102,6 +107,8 @@ def _inspect_sample(sample: dict, res: Inspection) -> None:
     res.seconds += meta.num_frames / meta.fps
     res.sources[meta.source] += 1
     res.splits[meta.split] += 1
+    res.visual_only += not meta.has_audio
+    res.audio_only += not meta.has_video
 
 
 def _inspect_stats(shard: str, res: Inspection) -> None:

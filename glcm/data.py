@@ -76,9 +76,10 @@ def is_member(fname: str) -> bool:
 
 def open_checked(raw: dict, spec: ClipSpec) -> Sample:
     """The format's structural checks (avprep.format.open_sample), then the model's own:
-    the shard's mel_per_frame and n_mels must be the model's."""
+    the shard's mel_per_frame and n_mels must be the model's. Pretraining needs both
+    streams: visual-only and audio-only samples are skipped (reasons visual_only, audio_only)."""
     try:
-        sample = open_sample(raw)
+        sample = open_sample(raw, require_video=True, require_audio=True)
     except FormatError as exc:
         raise SkipSample(exc.reason, exc.detail) from None
     meta = sample.meta

@@ -72,7 +72,8 @@ def test_encode_then_decode_round_trips():
     sample = fmt.verify_sample(raw)
     assert sample.meta == dataclasses.replace(meta_for("k0"), num_frames=6, width=24, height=16, channels=3,
                                               frame_offsets=sample.meta.frame_offsets)
-    assert set(json.loads(raw["json"])) == {f.name for f in dataclasses.fields(SampleMeta)} - {"crop"}
+    # crop (crop samples) and has_video (false: audio-only samples) are written only when set
+    assert set(json.loads(raw["json"])) == {f.name for f in dataclasses.fields(SampleMeta)} - {"crop", "has_video"}
     levels = sample.frames().reshape(6, -1).mean(axis=1)
     np.testing.assert_allclose(levels, [20 * i for i in range(6)], atol=2)
     assert sample.mel().dtype == np.float16 and sample.mel().shape == (80, 60)
