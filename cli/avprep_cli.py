@@ -88,6 +88,16 @@ def build(
                                                          "recorded as `missing`).")] = None,
     csv: Annotated[Optional[list[Path]], typer.Option(help="kinetics, avspeech: annotation CSV(s) "
                                                       "(default: the *.csv in ROOT).")] = None,
+    splits: Annotated[Optional[Path], typer.Option(help="ucf101: the ucfTrainTestlist/ folder; hmdb51: the "
+                                                   "testTrainMulti_7030_splits/ folder (default: that folder in "
+                                                   "or beside ROOT).")] = None,
+    classes: Annotated[Optional[Path], typer.Option(help="kinetics: keep only these labels, one class name per "
+                                                    "line (e.g. Kinetics-Sounds); names match loosely, classes "
+                                                    "that match none are listed as failures.")] = None,
+    require_audio: Annotated[Optional[bool], typer.Option("--require-audio/--audio-optional", help="A video "
+                                                          "without an audio track fails (no_audio), or becomes a "
+                                                          "visual-only sample (default: optional for ucf101 and "
+                                                          "hmdb51, else required).")] = None,
     fps: Annotated[Optional[float], typer.Option(help="Target frame rate (default: 25 for lrs2 and lrw, "
                                                  "else 10).")] = None,
     short_side: Annotated[Optional[int], typer.Option(help="Resize frames so the short side is this; 0 keeps "
@@ -95,9 +105,9 @@ def build(
     square: Annotated[Optional[bool], typer.Option("--square/--no-square", help="Centre-crop frames to "
                                                    "short_side x short_side.")] = None,
     max_seconds: Annotated[Optional[float], typer.Option(help="Split longer inputs into segments of this length "
-                                                         "(default 10; lrw 2).")] = None,
+                                                         "(default 10; lrw 2; ucf101, hmdb51 60).")] = None,
     min_frames: Annotated[Optional[int], typer.Option(help="Drop segments with fewer frames (default 32; "
-                                                      "lrw 20).")] = None,
+                                                      "lrw 20; ucf101, hmdb51, esc50 1).")] = None,
     jpeg_quality: Annotated[Optional[int], typer.Option(help="Quality of the stored JPEG frames, 1-100 "
                                                         "(default 90).")] = None,
     hop: Annotated[Optional[int], typer.Option(help="Mel hop in samples at 16 kHz (default 160; "
@@ -129,8 +139,10 @@ def build(
     """Build shards from a corpus, e.g. `avprep build k-av --kinetics K/ --avspeech A/ --out kav/`."""
     args = {"root": _str(root), "kinetics": _str(kinetics), "avspeech": _str(avspeech),
             "per_source": per_source, "seed": seed,
-            "only_present": only_present, "csv": [str(c) for c in csv] if csv else None}
+            "only_present": only_present, "csv": [str(c) for c in csv] if csv else None,
+            "splits": _str(splits), "classes": _str(classes)}
     options = {"video.fps": fps, "video.short_side": short_side, "video.square": square,
+               "audio.require_audio": require_audio,
                "video.jpeg_quality": jpeg_quality, "audio.hop_length": hop, "clip.max_seconds": max_seconds,
                "clip.min_frames": min_frames, "crop.kind": crop.value if crop else None, "crop.size": crop_size,
                "crop.grey": grey, "crop.face_margin": face_margin, "crop.landmark_window_s": landmark_window,

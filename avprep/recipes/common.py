@@ -1,9 +1,14 @@
-"""Helpers shared by the recipes: finding media files and matching clip names."""
+"""Helpers shared by the recipes: finding media files, matching clip names, and matching
+the names of list files to files (UCF101, HMDB51, ESC-50)."""
 from __future__ import annotations
 
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Callable
+
+from avprep.config import ConfigError
+from avprep.items import SourceItem
 
 VIDEO_EXTS = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".flv", ".m4v", ".ts", ".3gp", ".wmv"}
 _CLIP_STEM = re.compile(r"^(?P<id>.+)_(?P<start>\d+(?:\.\d+)?)_(?P<end>\d+(?:\.\d+)?)$")
@@ -108,3 +113,72 @@ class MediaIndex:
             return clip, False
         whole = self.whole.get(vid)
         return (whole, True) if whole else (None, False)
+
+
+# ---- inputs named by list files ----------------------------------------------------------
+# A listed name is matched to the file on disk case-insensitively (UCF101's
+# `HandstandPushups/v_HandStandPushups_...` quirk); a listed name without a file is a
+# `missing` item; a file that no list names is an `unlisted` failure, so it shows in
+# failures.csv instead of vanishing.
+
+UNLISTED = "unlisted"
+
+
+def find_list_folder(root: str, given: str | None, folder_name: str, holds: Callable[[str], bool],
+                     what: str, option: str = "--splits") -> str:
+    """The folder of list files: `given`, else `folder_name` inside or beside `root`.
+
+    `holds(name)` is true for a file name such a folder holds (`what` names it for the user);
+    ConfigError (one line saying what to pass) when there is no such folder."""
+    if given is not None:
+        if not os.path.isdir(given):
+            raise ConfigError(f"{option} {given} is not a folder: give the {folder_name}/ folder")
+        if not _holds(given, holds):
+            raise ConfigError(f"{option} {given} holds no {what}: give the {folder_name}/ folder")
+        return given
+    parent = os.path.dirname(os.path.abspath(root))
+    for candidate in (os.path.join(root, folder_name), os.path.join(parent, folder_name)):
+        if os.path.isdir(candidate) and _holds(candidate, holds):
+            return candidate
+    raise ConfigError(f"no {folder_name}/ folder (with {what}) in or beside {root}: pass {option} {folder_name}/")
+
+
+def _holds(folder: str, holds: Callable[[str], bool]) -> bool:
+    try:
+        return any(holds(name) for name in os.listdir(folder))
+    except OSError:
+        return False
+
+
+def read_lines(path: str) -> list[tuple[int, list[str]]]:
+    """(line number, whitespace-split fields) of the non-blank lines of a list file."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return [(n, line.split()) for n, line in enumerate(f, 1) if line.strip()]
+
+
+def files_by_name(root: str, source: str, exts: set[str] = VIDEO_EXTS) -> tuple[dict[str, str], list[SourceItem]]:
+    """{lower-case path relative to `root` with '/' separators: path} of the media files under
+    `root`, and one `unreadable` failure per folder that could not be listed."""
+    listing = scan_media(root, exts)
+    found: dict[str, str] = {}
+    for path in listing.paths:
+        found.setdefault(rel_key(os.path.relpath(path, root)), path)
+    return found, [unreadable_item(root, folder, why, source) for folder, why in listing.unreadable]
+
+
+def rel_key(rel: str) -> str:
+    """How listed names and files are matched: '/' separators, lower case."""
+    return rel.replace(os.sep, "/").lower()
+
+
+def unlisted_item(root: str, path: str, source: str, lists: str) -> SourceItem:
+    """A file that no list names: recorded as a failure with reason `unlisted`, not built."""
+    rel = os.path.relpath(path, root).replace(os.sep, "/")
+    return SourceItem(path=path, source=source, item_id=os.path.splitext(rel)[0],
+                      failed=(UNLISTED, f"no list in {lists} names this file; not built"))
+
+
+def unreadable_item(root: str, folder: str, why: str, source: str) -> SourceItem:
+    rel = os.path.relpath(folder, root).replace(os.sep, "/")
+    return SourceItem(path=folder, source=source, item_id=rel + "/",
+                      failed=("unreadable", f"folder cannot be listed ({why}); its files are not in this build"))

@@ -3,21 +3,35 @@
 CSV header `label,youtube_id,time_start,time_end,split` (K400 adds `is_cc`; test CSVs have no
 label). Files are `{youtube_id}_{start:06d}_{end:06d}.mp4` clips, or whole downloads
 `{youtube_id}.{ext}` that are cut to [time_start, time_end].
+
+`classes` (`--classes FILE`, one class name per line, e.g. Kinetics-Sounds) keeps a label
+subset: names match labels loosely (case, runs of spaces and underscores), label_index
+counts the matched labels in sorted order, and each class of the file that matches no
+label becomes an `unmatched_class` failure row (in failures.csv), so the build reports it.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
+import re
 
-from avprep.config import BuildConfig
+from avprep.config import BuildConfig, ConfigError
 from avprep.items import SourceItem
 from avprep.recipes.common import MediaIndex
 from avprep.recipes.registry import Recipe
 from avprep.recipes.videos import prepare_videos
 
 
+# What an avprep build writes into its output folder that a listing of CSVs would see.
+BUILD_CSVS = ("failures.csv",)
+
+
 def find_csvs(root: str) -> list[str]:
-    return sorted(os.path.join(root, n) for n in os.listdir(root) if n.endswith(".csv"))
+    """The annotation CSVs in `root`, leaving out a build's own tables (`--out` = `root`)."""
+    built_here = os.path.isfile(os.path.join(root, "plan.json"))
+    return sorted(os.path.join(root, n) for n in os.listdir(root)
+                  if n.endswith(".csv") and not (built_here and n in BUILD_CSVS))
 
 
 def read_kinetics_csv(path: str) -> list[dict]:
@@ -29,17 +43,36 @@ def read_kinetics_csv(path: str) -> list[dict]:
     return rows
 
 
-def prepare_kinetics(root: str, csv_paths: list[str] | None = None, splits: list[str] | None = None) -> list[SourceItem]:
+def loose_name(name: str) -> str:
+    """How class names are compared: lower case, runs of spaces/underscores as one space."""
+    return re.sub(r"[\s_]+", " ", name).strip().lower()
+
+
+def read_classes(path: str) -> list[str]:
+    """Class names of a `--classes` file: one per line, blank lines and `#` comments skipped."""
+    with open(path, encoding="utf-8") as f:
+        names = [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+    if not names:
+        raise ConfigError(f"--classes {path} names no class (one class name per line)")
+    return names
+
+
+def prepare_kinetics(root: str, csv_paths: list[str] | None = None, splits: list[str] | None = None,
+                     classes: str | None = None) -> list[SourceItem]:
     """Items for every annotated clip (missing files become `missing` items).
 
     Without CSV files (none given, none in `root`), every video in `root` is an item and its
-    folder name is the label."""
+    folder name is the label. `classes`: a class-list file; only its labels are kept."""
     csv_paths = csv_paths if csv_paths is not None else find_csvs(root)
     if not csv_paths:
-        return prepare_videos(root, source="kinetics")
-    rows = [r for p in csv_paths for r in read_kinetics_csv(p)]
-    if splits:
-        rows = [r for r in rows if r.get("split") in splits]
+        items = prepare_videos(root, source="kinetics")
+    else:
+        rows = [r for p in csv_paths for r in read_kinetics_csv(p)]
+        items = _rows_to_items(root, [r for r in rows if r.get("split") in splits] if splits else rows)
+    return keep_classes(items, classes) if classes else items
+
+
+def _rows_to_items(root: str, rows: list[dict]) -> list[SourceItem]:
     labels = sorted({r["label"] for r in rows if r.get("label")})
     label_index = {name: i for i, name in enumerate(labels)}
     index = MediaIndex(root)
@@ -58,6 +91,29 @@ def prepare_kinetics(root: str, csv_paths: list[str] | None = None, splits: list
     return items
 
 
-RECIPE = Recipe("kinetics", prepare_kinetics, args={"root": "root", "csv": "csv_paths"},
+def keep_classes(items: list[SourceItem], classes_path: str) -> list[SourceItem]:
+    """The items whose label a class of `classes_path` names (loosely), label_index renumbered
+    over the matched labels; then one `unmatched_class` failure per class that matched none.
+    ConfigError when no class matches at all."""
+    wanted: dict[str, str] = {}
+    for name in read_classes(classes_path):
+        wanted.setdefault(loose_name(name), name)
+    labels = sorted({i.labels["label"] for i in items if i.labels.get("label") is not None
+                     and loose_name(i.labels["label"]) in wanted})
+    if not labels:
+        raise ConfigError(f"no class of --classes {classes_path} matches a label of the corpus "
+                          f"(e.g. {next(iter(wanted.values()))!r}); check the names")
+    index = {name: n for n, name in enumerate(labels)}
+    kept = [dataclasses.replace(i, labels={**i.labels, "label_index": index[i.labels["label"]]})
+            for i in items if i.labels.get("label") in index]
+    matched = {loose_name(name) for name in labels}
+    kept += [SourceItem(path=classes_path, source="kinetics", item_id=f"classes/{name}",
+                        failed=("unmatched_class", f"class {name!r} of {classes_path} matches no label of the corpus"))
+             for key, name in wanted.items() if key not in matched]
+    return kept
+
+
+RECIPE = Recipe("kinetics", prepare_kinetics, args={"root": "root", "csv": "csv_paths", "classes": "classes"},
                 defaults=BuildConfig(shard_prefix="kinetics"),
-                summary="Kinetics-400/600/700 annotation CSVs + clips or whole downloads")
+                summary="Kinetics-400/600/700 annotation CSVs + clips or whole downloads; --classes FILE keeps "
+                        "a label subset (e.g. Kinetics-Sounds)")
