@@ -154,6 +154,13 @@ def test_ucf101_user_mistakes_are_one_line(ucf, tmp_path, damage, words):
     assert len(text.strip().splitlines()) == 1 and not out.exists()
 
 
+def test_build_options_and_where_they_apply(ucf, tmp_path):
+    code, text = run("build", "--help")
+    assert code == 0 and all(opt in text for opt in ("--splits", "--classes", "--audio-optional"))
+    code, text = run("build", "ucf101", ucf.root, "--classes", tmp_path / "c.txt", "--out", tmp_path / "o")
+    assert code == 2 and "does not take --classes" in text
+
+
 def test_ucf101_without_a_split_folder_says_what_to_pass(tmp_path):
     (tmp_path / "UCF-101" / "YoYo").mkdir(parents=True)
     code, text = run("build", "ucf101", tmp_path / "UCF-101", "--out", tmp_path / "out")
