@@ -16,7 +16,9 @@ import os
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -30,7 +32,7 @@ from glcm.config import ConfigError, GLCMConfig, TrainConfig, from_dict, model_d
 from glcm.data import ClipSpec, batches, make_loader, shutdown_loader, total_skipped
 from glcm.losses import distributed, glcm_loss
 from glcm.model import GLCM, prepare_frames
-from glcm.plot import plot_curves
+from glcm.plot import CURVES, plot_curves
 
 
 def device_kind(name: str) -> str:
@@ -73,19 +75,23 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     return None
 
 
-class Trainer:
-    """Model, optimiser and step counter, with one-step training and checkpointing."""
+class LoopTrainer:
+    """What every training run shares: the model on its device (channels_last_3d for the
+    video modules on CUDA, SyncBatchNorm, DDP, torch.compile), Adam over the trainable
+    parameters, the LR schedule, bf16 autocast, the step counter and weights-only
+    checkpoints. A subclass says what the model is (`build_model`), which of its modules
+    see video (`video_modules`) and what one batch costs (`batch_step`)."""
 
     def __init__(self, cfg: GLCMConfig, device: torch.device):
         self.cfg, self.device = cfg, device
         if cfg.train.threads > 0:
             torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.train.seed)
-        self.model = GLCM(cfg.model).to(device)
+        self.model = self.build_model().to(device)
         self.channels_last = cfg.train.channels_last and device.type == "cuda"
         if self.channels_last:
-            for name in ("global", "local"):
-                self.model.encoders[name].to(memory_format=torch.channels_last_3d)
+            for module in self.video_modules():
+                module.to(memory_format=torch.channels_last_3d)
         if distributed() and cfg.train.sync_bn:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.net: nn.Module = self.model
@@ -94,25 +100,39 @@ class Trainer:
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         if cfg.train.compile:
             self.net = torch.compile(self.net)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.Adam(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         self.amp = amp_dtype(cfg.train, device)
         self.step = 0
 
-    def train_step(self, frames: torch.Tensor, mel: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One optimisation step on a batch; returns detached loss parts."""
+    curves: tuple = (CURVES, "MIL-NCE loss", "GLCM training")     # what curves.png shows
+
+    def build_model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def video_modules(self) -> list[nn.Module]:
+        return []
+
+    def batch_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        """One optimisation step on a loader batch; returns detached values to log ("loss" first)."""
+        raise NotImplementedError
+
+    def start_step(self) -> None:
+        """Training mode and this step's learning rate."""
         self.net.train()
         for group in self.opt.param_groups:
             group["lr"] = self.cfg.train.lr * lr_factor(self.step, self.cfg.train)
-        x = prepare_frames(frames.to(self.device, non_blocking=True), self.channels_last)
-        mel = mel.to(self.device, non_blocking=True)
-        autocast = torch.autocast(self.device.type, dtype=self.amp) if self.amp else contextlib.nullcontext()
-        with autocast:
-            out = self.net(x, mel)
-        loss, parts = glcm_loss(out, self.cfg.loss, self.cfg.model.temperature)
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp) if self.amp else contextlib.nullcontext()
+
+    def optimise(self, loss: torch.Tensor, parts: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Backward, gradient clipping (train.grad_clip), the optimiser step; the step counter."""
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.train.grad_clip > 0:
-            parts["grad_norm"] = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip).detach()
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            parts["grad_norm"] = nn.utils.clip_grad_norm_(params, self.cfg.train.grad_clip).detach()
         self.opt.step()
         self.step += 1
         return parts
@@ -125,12 +145,18 @@ class Trainer:
         ckpt.atomic_save(self.state(), path)
 
     def load(self, path: str | Path) -> None:
-        self.restore(ckpt.load_training(path)[0], path)
+        self.restore(ckpt.load(path), path)
 
     def restore(self, data: dict, path: str | Path) -> None:
         """Model, optimiser, step and RNG from a training checkpoint's data. A checkpoint of
         another model architecture is refused with one CheckpointError line."""
-        diff = model_differences(self.cfg.model, from_dict(data["config"]).model)
+        if data.get("format") != ckpt.CHECKPOINT_FORMAT:
+            raise ckpt.CheckpointError(f"{path} holds one encoder, not a training checkpoint; give a run's checkpoint.pt")
+        try:
+            theirs = from_dict(data["config"], type(self.cfg)())
+        except (KeyError, ConfigError) as exc:
+            raise ckpt.CheckpointError(f"{path}: its config cannot be read ({exc})") from None
+        diff = model_differences(self.cfg.model, theirs.model)
         if diff:
             raise ckpt.CheckpointError(
                 f"{path} was trained with another model ({'; '.join(diff[:3])}); resume with the run's own "
@@ -145,6 +171,29 @@ class Trainer:
         rng["torch"] = rng["torch"].cpu()
         rng["cuda"] = [s.cpu() for s in rng["cuda"]]
         ckpt.set_rng_state(rng)
+
+
+class Trainer(LoopTrainer):
+    """GLCM pretraining: the two MIL-NCE losses on (frames, mel) batches."""
+
+    def build_model(self) -> nn.Module:
+        return GLCM(self.cfg.model)
+
+    def video_modules(self) -> list[nn.Module]:
+        return [self.model.encoders["global"], self.model.encoders["local"]]
+
+    def batch_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        return self.train_step(batch["frames"], batch["mel"])
+
+    def train_step(self, frames: torch.Tensor, mel: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One optimisation step on a batch; returns detached loss parts."""
+        self.start_step()
+        x = prepare_frames(frames.to(self.device, non_blocking=True), self.channels_last)
+        mel = mel.to(self.device, non_blocking=True)
+        with self.autocast():
+            out = self.net(x, mel)
+        loss, parts = glcm_loss(out, self.cfg.loss, self.cfg.model.temperature)
+        return self.optimise(loss, parts)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -218,8 +267,10 @@ class StopFlag:
 class RunLog:
     """JSONL + TensorBoard + PNG curves, written by rank 0 only."""
 
-    def __init__(self, out: Path, enabled: bool):
+    def __init__(self, out: Path, enabled: bool, curves: tuple[str, ...] = CURVES, ylabel: str = "MIL-NCE loss",
+                 title: str = "GLCM training"):
         self.out, self.enabled, self.tb = out, enabled, None
+        self.curves, self.ylabel, self.title = curves, ylabel, title
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
             self.tb = SummaryWriter(str(out / "tb"))
@@ -239,7 +290,7 @@ class RunLog:
 
     def plot(self) -> None:
         if self.enabled and (self.out / "log.jsonl").exists():
-            plot_curves(self.out / "log.jsonl", self.out / "curves.png")
+            plot_curves(self.out / "log.jsonl", self.out / "curves.png", self.title, self.curves, self.ylabel)
 
     def close(self) -> None:
         if self.tb is not None:
@@ -266,32 +317,65 @@ def check_start(path: Path, resume: bool) -> None:
                           "or choose another --out")
 
 
+@dataclass
+class Job:
+    """What differs between kinds of run (pretraining, finetuning); `run_job` does the rest.
+    `prepare` checks everything it can before a lock or a model exists (raising ConfigError);
+    `trainer` builds the trainer on a device; `loader` the training batches for it; `finish`
+    (rank 0, only when all train.steps are done) evaluates and returns the record to give back."""
+    command: str
+    prepare: Callable[[], None]
+    trainer: Callable[[torch.device], LoopTrainer]
+    loader: Callable[[LoopTrainer], Any]
+    finish: Callable[[LoopTrainer, dict], dict] | None = None
+
+
 def train(cfg: GLCMConfig, resume: bool = False) -> dict:
     """Train the run `cfg` describes until train.steps or a signal; return the last logged
     record. ConfigError / CheckpointError / fsio.OutputError: the user's to fix (one line);
     NoBatchError: no batch can be made from the shards; Interrupted: stopped by a signal."""
-    with StopFlag() as stop:
+    urls: list[str] = []
+
+    def prepare() -> None:
         validate(cfg)
-        urls = resolve_shards(cfg.data.shards)
+        urls.extend(resolve_shards(cfg.data.shards))
+
+    def loader(trainer: LoopTrainer):
+        spec = ClipSpec.from_config(cfg.data, cfg.model.mel_per_frame, cfg.model.n_mels)
+        return make_loader(urls, cfg.data, cfg.train.batch_size, spec, cfg.train.epoch_batches,
+                           seed_offset=trainer.step, pin_memory=trainer.device.type == "cuda")
+
+    return run_job(cfg, resume, Job("glcm train", prepare, lambda device: Trainer(cfg, device), loader))
+
+
+def run_job(cfg: GLCMConfig, resume: bool, job: Job) -> dict:
+    """The one way a run goes: checks, the output lock (rank 0), the checkpoint rule
+    (--resume needs one, a new run must not overwrite one), the trainer (restored on
+    --resume), config.json, the logs, the loop, and the job's `finish` on rank 0."""
+    with StopFlag() as stop:
+        job.prepare()
         if not cfg.train.out:
             raise ConfigError("no run folder: give --out (or train.out in the config)")
         out = Path(cfg.train.out)
         rank, world, local_rank = setup_distributed(device_kind(cfg.train.device))
-        lock = OutputLock(out, "glcm train").acquire() if rank == 0 else None      # creates OUT
+        lock = OutputLock(out, job.command).acquire() if rank == 0 else None      # creates OUT
         loader = log = None
         try:
             path = out / "checkpoint.pt"
             check_start(path, resume)
-            trainer = Trainer(cfg, pick_device(cfg.train.device, local_rank))
+            trainer = job.trainer(pick_device(cfg.train.device, local_rank))
             if resume:
                 trainer.load(path)
             if rank == 0:
                 cfg.save(out / "config.json")
-            log = RunLog(out, rank == 0)
-            spec = ClipSpec.from_config(cfg.data, cfg.model.mel_per_frame, cfg.model.n_mels)
-            loader = make_loader(urls, cfg.data, cfg.train.batch_size, spec, cfg.train.epoch_batches,
-                                 seed_offset=trainer.step, pin_memory=trainer.device.type == "cuda")
-            return run_loop(trainer, loader, log, stop, path, rank, world)
+            log = RunLog(out, rank == 0, *trainer.curves)
+            loader = job.loader(trainer)
+            last = run_loop(trainer, loader, log, stop, path, rank, world)
+            shutdown_loader(loader)
+            loader = None
+            if job.finish is not None and rank == 0 and not last.get("interrupted"):
+                last = job.finish(trainer, last)      # a signal now stops it at once (the checkpoint is saved)
+            return last
         finally:
             if loader is not None:
                 shutdown_loader(loader)
@@ -303,7 +387,7 @@ def train(cfg: GLCMConfig, resume: bool = False) -> dict:
                 dist.destroy_process_group()
 
 
-def run_loop(trainer: Trainer, loader, log: RunLog, stop: StopFlag, path: Path, rank: int, world: int) -> dict:
+def run_loop(trainer: LoopTrainer, loader, log: RunLog, stop: StopFlag, path: Path, rank: int, world: int) -> dict:
     """Steps until train.steps or a signal; a checkpoint every checkpoint_every steps and
     at the end (also when stopped between steps)."""
     tc = trainer.cfg.train
@@ -317,7 +401,7 @@ def run_loop(trainer: Trainer, loader, log: RunLog, stop: StopFlag, path: Path, 
             for batch in batches(loader):
                 skipped[batch["worker"]] = batch["skipped"]
                 with stop.busy():
-                    parts = trainer.train_step(batch["frames"], batch["mel"])
+                    parts = trainer.batch_step(batch)
                     bar.update(1)
                 done, stopping = trainer.step >= tc.steps, stop.agreed(trainer.device)
                 with stop.busy():
