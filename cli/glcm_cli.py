@@ -1,4 +1,4 @@
-"""`glcm`: GLCM pretraining on avprep shards. Thin shims over the glcm package.
+"""`glcm`: GLCM pretraining, finetuning and reports on avprep shards. Thin shims over the glcm package.
 
 Exit status: 0 done; 1 the shards gave no batch (a data problem: the message names the
 reason and the skip counts); 2 a mistake to fix (an option, the config, a checkpoint, the
@@ -235,6 +235,93 @@ def export_encoder(
         data, cfg = load_training(checkpoint)
         save_encoder(data["model"], cfg.model, encoder, out)
     typer.echo(str(out))
+
+
+def _part_options(task: Optional[str], split: Optional[str], fold: Optional[int], folds: Optional[str]) -> tuple[dict, bool]:
+    """(task.split / task.fold overrides, whether every split or fold runs)."""
+    from glcm.config import ConfigError
+    if folds is not None and folds != "all":
+        raise ConfigError(f"--folds {folds!r}: only 'all' (runs folds 1-5); use --fold N for one fold")
+    if folds and fold is not None:
+        raise ConfigError("give --fold N or --folds all, not both")
+    every = folds == "all" or split == "all"
+    sets = {"task.fold": fold}
+    if split not in (None, "all"):
+        if split not in ("1", "2", "3"):
+            raise ConfigError(f"--split {split!r}: must be 1, 2, 3 or all")
+        sets["task.split"] = split
+    if task == "esc50" and split is not None:
+        raise ConfigError("esc50 has folds, not splits: use --fold N or --folds all")
+    if task in ("ucf101", "hmdb51") and (fold is not None or folds):
+        raise ConfigError(f"{task} has splits, not folds: use --split 1, 2, 3 or all")
+    return sets, every
+
+
+@app.command()
+def finetune(
+    task: Optional[str] = typer.Option(None, help="ucf101, hmdb51 or esc50 (task.name)."),
+    shards: Optional[str] = typer.Option(None, help="Labelled shards of one build (avprep build ucf101|hmdb51|esc50): "
+                                                   "the split / fold picks train and test samples. " + SHARDS_HELP),
+    val_shards: Optional[str] = typer.Option(None, help="Held-out shards, scored at the end (task.val_shards)."),
+    test_shards: Optional[str] = typer.Option(None, help="Test shards, taken whole (default: the test split / "
+                                                        "fold of --shards)."),
+    init: Optional[str] = typer.Option(None, help="A glcm checkpoint.pt (or export-encoder file) to start the "
+                                                 "encoders from, or 'scratch' (same architecture, random init)."),
+    out: Optional[Path] = typer.Option(None, help="Run folder: config.json, checkpoint.pt, log.jsonl, tb/, curves.png, "
+                                                  "metrics.json, predictions.csv, confusion.png, per_class.png."),
+    split: Optional[str] = typer.Option(None, help="UCF101/HMDB51: split 1, 2 or 3 (default 1), or 'all' "
+                                                   "(OUT/split-N each, and their mean)."),
+    fold: Optional[int] = typer.Option(None, help="ESC-50: the test fold 1-5 (default 1)."),
+    folds: Optional[str] = typer.Option(None, help="ESC-50: 'all' runs folds 1-5 (OUT/fold-N) and writes the mean."),
+    mode: Optional[str] = typer.Option(None, help="full (finetune everything, the paper) or linear (frozen encoders)."),
+    features: Optional[str] = typer.Option(None, help="Visual tasks: global, local or both (concatenated; default)."),
+    clips: Optional[int] = typer.Option(None, help="Test clips per video (task.clips, default 10)."),
+    config: Optional[Path] = typer.Option(None, help="JSON config (sections model, loss, data, train, task)."),
+    preset: Optional[str] = typer.Option(None, help=PRESET_HELP + " Default with a checkpoint --init: its "
+                                                   "architecture."),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP + " Also task.*, e.g. --set task.dropout=0.2."),
+    resume: bool = typer.Option(False, help="Continue OUT's run (OUT/config.json, OUT/checkpoint.pt)."),
+    steps: Optional[int] = typer.Option(None, help="Training steps (train.steps)."),
+    batch_size: Optional[int] = typer.Option(None, help="Clips per step per process (train.batch_size)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (train.device)."),
+    workers: Optional[int] = typer.Option(None, help="DataLoader workers per process (data.workers)."),
+    epoch_batches: Optional[int] = typer.Option(None, help="Batches per process per loader epoch."),
+) -> None:
+    """Finetune (or linear-probe) the encoders on a downstream task and score it by the
+    task's protocol. The same command works under torchrun. Exit status as for train."""
+    with one_line_errors():
+        from glcm.config import load_finetune_config
+        from glcm.finetune import finetune as run_finetune, finetune_all, init_model
+        parts, every = _part_options(task, split, fold, folds)
+        if resume:
+            config = _resume_config(out, config)
+        elif task is None or init is None:
+            from glcm.config import ConfigError
+            raise ConfigError("give --task (ucf101, hmdb51 or esc50) and --init (a checkpoint.pt or scratch)")
+        adopt = init not in (None, "scratch") and preset is None and config is None
+        cfg = load_finetune_config(config, list(set_) + [f"{k}={v}" for k, v in {
+            "task.name": task, "task.init": init, "data.shards": shards, "task.val_shards": val_shards,
+            "task.test_shards": test_shards, "train.out": out, "task.mode": mode, "task.features": features,
+            "task.clips": clips, "train.steps": steps, "train.batch_size": batch_size, "train.device": device,
+            "data.workers": workers, "train.epoch_batches": epoch_batches, **parts}.items() if v is not None],
+            preset, init_model(init) if adopt else None)
+        logging.basicConfig(level=logging.WARNING)
+        last = finetune_all(cfg, resume) if every else run_finetune(cfg, resume)
+    typer.echo(json.dumps(last.get("metrics", last), default=str))
+    if last.get("interrupted") and last.get("signal"):
+        raise typer.Exit(128 + signal.Signals[last["signal"]])
+
+
+@app.command()
+def report(
+    runs: list[Path] = typer.Argument(..., help="Run folders (glcm finetune --out), e.g. runs/*."),
+    out: Path = typer.Option(Path("report.md"), help="Markdown file to write."),
+) -> None:
+    """One Markdown table of every run side by side, with the paper's numbers and links to the pictures."""
+    with one_line_errors():
+        from glcm.report import write_report
+        rows = write_report(runs, out)
+    typer.echo(f"{out}: {rows} runs")
 
 
 def main() -> None:

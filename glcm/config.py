@@ -112,6 +112,47 @@ class GLCMConfig:
         atomic_write(path, self.to_json())
 
 
+@dataclass(frozen=True)
+class Task:
+    """A downstream task: its class count, the stream its head reads, how its samples are
+    split (UCF101/HMDB51 splits 1-3, ESC-50 folds 1-5), its metric and the paper's number."""
+    classes: int
+    modality: str       # video or audio
+    protocol: str       # split or fold
+    metric: str         # top1 (video-level: softmax averaged over the clips of a video)
+    paper: float        # the paper's number (percent)
+
+
+TASKS = {
+    "ucf101": Task(101, "video", "split", "top1", 91.2),
+    "hmdb51": Task(51, "video", "split", "top1", 61.9),
+    "esc50": Task(50, "audio", "fold", "top1", 80.1),
+}
+PAPER_NUMBERS = {"ucf101": 91.2, "hmdb51": 61.9, "esc50": 80.1, "dfdc": 96.7}   # DFDC: video ROC AUC
+
+
+@dataclass
+class TaskConfig:
+    name: str = "ucf101"            # ucf101, hmdb51 or esc50 (TASKS)
+    init: str = "scratch"           # a glcm checkpoint.pt or export-encoder file, or scratch (random init)
+    mode: str = "full"              # full: finetune encoders and head; linear: frozen encoders (linear probe)
+    features: str = "both"          # visual tasks: global, local or both encoders' features (concatenated)
+    split: int = 1                  # UCF101/HMDB51: split 1-3 (extra.splits of the samples)
+    fold: int = 1                   # ESC-50: test fold 1-5 (extra.fold); the other folds train
+    classes: int = 0                # head size; 0: the task's own class count
+    clips: int = 10                 # test clips per video, uniformly spaced, centre crop; softmax averaged
+    dropout: float = 0.5            # before the linear head
+    val_shards: str = ""            # optional held-out shards, scored like the test set at the end
+    test_shards: str = ""           # test shards; empty: the test split/fold of data.shards
+
+
+@dataclass
+class FinetuneConfig(GLCMConfig):
+    """A finetuning run: the pretraining sections (model = the encoders' architecture; loss
+    is not used) and the task."""
+    task: TaskConfig = field(default_factory=TaskConfig)
+
+
 # Presets: functions that return a whole config (build on one, then override fields).
 
 def paper() -> GLCMConfig:
@@ -223,7 +264,8 @@ def set_value(cfg: GLCMConfig, key: str, value: Any) -> None:
     section_name, name = parts
     section = getattr(cfg, section_name, None)
     if section is None or not dataclasses.is_dataclass(section):
-        raise ConfigError(f"{key!r}: unknown section (model, loss, data, train)")
+        known = ", ".join(f.name for f in dataclasses.fields(cfg))
+        raise ConfigError(f"{key!r}: unknown section ({known})")
     hints = typing.get_type_hints(type(section))
     if name not in hints:
         raise ConfigError(f"{key!r}: unknown field; known: {', '.join(hints)}")
@@ -338,3 +380,43 @@ def model_differences(here: ModelConfig, there: ModelConfig) -> list[str]:
     """`model.field: A here, B there` for each field where two model configs differ."""
     a, b = dataclasses.asdict(here), dataclasses.asdict(there)
     return [f"model.{k}: {a[k]!r} here, {b[k]!r} there" for k in a if a[k] != b[k]]
+
+
+# ---- finetuning ---------------------------------------------------------------------------
+
+TASK_CHOICES = {"task.name": tuple(TASKS), "task.mode": ("full", "linear"),
+                "task.features": ("global", "local", "both"), "task.split": (1, 2, 3), "task.fold": (1, 2, 3, 4, 5)}
+
+
+def finetune_preset(name: str | None) -> FinetuneConfig:
+    """A preset's sections (architecture and training settings) in a FinetuneConfig."""
+    base = preset_config(name)
+    return FinetuneConfig(model=base.model, loss=base.loss, data=base.data, train=base.train)
+
+
+def validate_finetune(cfg: FinetuneConfig) -> FinetuneConfig:
+    validate(cfg)
+    t = cfg.task
+    for key, allowed in TASK_CHOICES.items():
+        if _get(cfg, key) not in allowed:
+            raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}, got {_get(cfg, key)!r}")
+    if t.classes < 0 or t.clips < 1:
+        raise ConfigError("task.classes cannot be negative and task.clips must be positive")
+    if not (math.isfinite(t.dropout) and 0 <= t.dropout < 1):
+        raise ConfigError(f"task.dropout must be in [0, 1), got {t.dropout}")
+    if not t.init:
+        raise ConfigError("--init: give a glcm checkpoint.pt (or an export-encoder file), or scratch")
+    return cfg
+
+
+def load_finetune_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                         preset: str | None = None, model: dict | None = None) -> FinetuneConfig:
+    """`preset` (or the defaults), then `model` (the --init checkpoint's architecture, when
+    no preset or config says otherwise), then the JSON file, then `overrides`."""
+    cfg = finetune_preset(preset)
+    if model:
+        from_dict({"model": model}, cfg)
+    if path:
+        from_dict(read_json(path), cfg)
+    apply_overrides(cfg, overrides or [])
+    return validate_finetune(cfg)

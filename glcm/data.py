@@ -33,7 +33,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader
 
-from avprep.format import FORMAT_VERSION, MEMBERS, FormatError, Sample, open_sample  # noqa: F401
+from avprep.format import FORMAT_VERSION, MEMBERS, FormatError, Sample, open_sample, parse_meta  # noqa: F401
 from glcm.config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -113,19 +113,31 @@ def decode_window(sample: Sample, start: int, spec: ClipSpec,
     """Decode frames [start, start+spec.frames) and crop them: uint8 (T, crop, crop, 3) BGR,
     and the (scale, y, x) crop box (centred when `rng` is None). Every frame is checked to
     be height x width (the format's rule) before it is decoded."""
+    return decode_frames(sample, list(range(start, start + spec.frames)), spec, rng)
+
+
+def decode_frames(sample: Sample, indices: list[int], spec: ClipSpec,
+                  rng: np.random.Generator | None) -> tuple[np.ndarray, tuple[float, int, int]]:
+    """Frames `indices` (repeats allowed: each distinct frame is decoded once), cropped as in
+    `decode_window`: uint8 (len(indices), crop, crop, 3) BGR and the crop box."""
     c = spec.crop
-    out = np.empty((spec.frames, c, c, 3), dtype=np.uint8)
     box = crop_box(sample.meta.height, sample.meta.width, spec, rng)
-    for i in range(spec.frames):
+    scale, y, x = box
+    done: dict[int, np.ndarray] = {}
+    for i in indices:
+        if i in done:
+            continue
         try:
-            img = sample.frame(start + i, bgr=True)
+            img = sample.frame(i, bgr=True)
         except FormatError as exc:
             raise SkipSample(exc.reason, exc.detail) from None
-        scale, y, x = box
         if scale != 1.0:
             img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
                              interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        out[i] = img[y:y + c, x:x + c]
+        done[i] = img[y:y + c, x:x + c]
+    out = np.empty((len(indices), c, c, 3), dtype=np.uint8)
+    for j, i in enumerate(indices):
+        out[j] = done[i]
     return out, box
 
 
@@ -255,11 +267,35 @@ class ShuffleStage:
         yield from buf
 
 
-class DecodeStage:
-    """Pipeline stage: raw samples -> decoded, augmented clips; skips are counted."""
+class SelectStage:
+    """Pipeline stage: only the raw samples `select(meta)` accepts (e.g. one split's train
+    samples) go on; the others are dropped uncounted, but they do count as unusable samples
+    in a row (so a selection that matches nothing ends with NoBatchError). A sample whose
+    metadata cannot be read goes on, to be skipped and counted by the decode stage."""
 
-    def __init__(self, spec: ClipSpec, counter: SkipCounter, seed: int):
+    def __init__(self, select, counter: SkipCounter):
+        self.select, self.counter = select, counter
+
+    def __call__(self, src):
+        for raw in src:
+            try:
+                meta = parse_meta(raw["json"])
+            except (KeyError, FormatError):
+                yield raw
+                continue
+            if self.select(meta):
+                yield raw
+            else:
+                self.counter.sample_done(False)
+
+
+class DecodeStage:
+    """Pipeline stage: raw samples -> decoded, augmented clips; skips are counted.
+    `decode(raw, spec, rng)` makes one clip (default: `decode_sample`, pretraining's)."""
+
+    def __init__(self, spec: ClipSpec, counter: SkipCounter, seed: int, decode=None):
         self.spec, self.counter, self.seed, self.epoch = spec, counter, seed, -1
+        self.decode = decode or decode_sample
 
     def __call__(self, src):
         self.epoch += 1
@@ -267,7 +303,7 @@ class DecodeStage:
         rng = worker_rng(self.seed, self.epoch)
         for sample in src:
             try:
-                clip = decode_sample(sample, self.spec, rng)
+                clip = self.decode(sample, self.spec, rng)
             except SkipSample as exc:
                 self.counter.skip(exc.reason, sample.get("__key__", "?"), str(exc))
                 self.counter.sample_done(False)
@@ -306,15 +342,20 @@ class BatchStage:
 
 
 def collate(clips: list[dict], worker: int, skipped: dict[str, int]) -> dict:
-    return {"frames": torch.from_numpy(np.stack([c["frames"] for c in clips])),
-            "mel": torch.from_numpy(np.stack([c["mel"] for c in clips])),
-            "start": torch.tensor([c["start"] for c in clips]),
+    """Stack the clips' arrays (frames, mel: whichever the clips carry) and labels."""
+    out = {name: torch.from_numpy(np.stack([c[name] for c in clips])) for name in ("frames", "mel") if name in clips[0]}
+    if "label" in clips[0]:
+        out["label"] = torch.tensor([c["label"] for c in clips])
+    return {**out, "start": torch.tensor([c["start"] for c in clips]),
             "key": [c["key"] for c in clips], "worker": worker, "skipped": skipped}
 
 
 def make_dataset(urls: str | list[str], cfg: DataConfig, batch_size: int, spec: ClipSpec,
-                 epoch_batches: int | None = None, seed_offset: int = 0) -> wds.DataPipeline:
+                 epoch_batches: int | None = None, seed_offset: int = 0, decode=None,
+                 select=None) -> wds.DataPipeline:
     """The batch pipeline. `urls`: brace pattern(s), local paths or pipe:/http(s) URLs.
+    `decode`: how a raw sample becomes a clip (default: pretraining's `decode_sample`);
+    `select(meta)`: which samples to use (default: all), see SelectStage.
 
     With `cfg.resample` shards are drawn with replacement (per rank/worker/epoch seeds)
     and each worker yields exactly `epoch_batches` batches per epoch (required then).
@@ -330,8 +371,9 @@ def make_dataset(urls: str | list[str], cfg: DataConfig, batch_size: int, spec: 
         source = [wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker]
     stages = source + [
         ReadStage(counter),
+        *([SelectStage(select, counter)] if select is not None else []),
         ShuffleStage(cfg.shuffle_buffer, cfg.initial_buffer, seed),
-        DecodeStage(spec, counter, seed),
+        DecodeStage(spec, counter, seed, decode),
         BatchStage(batch_size, counter),
     ]
     pipeline = wds.DataPipeline(*stages)
@@ -340,11 +382,12 @@ def make_dataset(urls: str | list[str], cfg: DataConfig, batch_size: int, spec: 
 
 
 def make_loader(urls: str | list[str], cfg: DataConfig, batch_size: int, spec: ClipSpec,
-                epoch_batches: int | None = None, seed_offset: int = 0, pin_memory: bool = False) -> DataLoader:
+                epoch_batches: int | None = None, seed_offset: int = 0, pin_memory: bool = False,
+                decode=None, select=None) -> DataLoader:
     """DataLoader over `make_dataset`; `epoch_batches` is per rank (split over the workers)."""
     workers = max(cfg.workers, 0)
     per_worker = math.ceil(epoch_batches / max(workers, 1)) if epoch_batches else None
-    ds = make_dataset(urls, cfg, batch_size, spec, per_worker, seed_offset)
+    ds = make_dataset(urls, cfg, batch_size, spec, per_worker, seed_offset, decode, select)
     return DataLoader(ds, batch_size=None, num_workers=workers, pin_memory=pin_memory,
                       persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
                       worker_init_fn=functools.partial(init_worker, os.getpid()) if workers else None,

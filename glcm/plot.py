@@ -44,3 +44,38 @@ def save_figure(fig, png_path: str | Path, dpi: int = 100) -> None:
             fig.savefig(f, format="png", dpi=dpi)
     finally:
         plt.close(fig)
+
+
+def plot_confusion(matrix, names: dict[int, str], png_path: str | Path, title: str, top: int = 30) -> None:
+    """Row-normalised confusion matrix; with many classes only the `top` most frequent true classes."""
+    import numpy as np
+    counts = matrix.sum(axis=1)
+    keep = np.sort(np.argsort(-counts, kind="stable")[:top]) if len(counts) > top else np.arange(len(counts))
+    keep = keep[counts[keep] > 0] if (counts[keep] > 0).any() else keep
+    sub = matrix[np.ix_(keep, keep)].astype(float)
+    sub = sub / np.maximum(sub.sum(axis=1, keepdims=True), 1)
+    side = max(4.0, 0.3 * len(keep) + 2)
+    fig, ax = plt.subplots(figsize=(side + 1, side))
+    im = ax.imshow(sub, cmap="Blues", vmin=0, vmax=1)
+    labels = [names.get(int(c), str(c)) for c in keep]
+    ax.set_xticks(range(len(keep)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(keep)), labels, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    save_figure(fig, png_path)
+
+
+def plot_per_class(accuracy: dict[int, float], names: dict[int, str], png_path: str | Path, title: str) -> None:
+    """Horizontal bars of each class's accuracy, best first."""
+    ranked = sorted(accuracy.items(), key=lambda kv: -kv[1])
+    fig, ax = plt.subplots(figsize=(7, max(3.0, 0.18 * len(ranked) + 1.5)))
+    ax.barh(range(len(ranked)), [a for _, a in ranked], color="#4c72b0")
+    ax.set_yticks(range(len(ranked)), [names.get(c, str(c)) for c, _ in ranked], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("accuracy")
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    save_figure(fig, png_path)

@@ -1,0 +1,337 @@
+"""`glcm finetune`: a downstream task on labelled shards, through the pretraining loop.
+
+`finetune(cfg)` checks the shards against the task before anything is built (labels,
+label range, the split / fold, the stream the task reads, the --init architecture), then
+runs `glcm.train.run_job` (the same loop, DDP, checkpoints, --resume, logs and signals as
+pretraining) with a `FinetuneTrainer`, and finally, on rank 0, scores the test set by the
+task's protocol and writes the run folder: metrics.json, predictions.csv, confusion.png,
+per_class.png (plus the loop's config.json, checkpoint.pt, log.jsonl, tb/, curves.png).
+`finetune_all` runs every split (`--split all`) or fold (`--folds all`) into OUT/split-N or
+OUT/fold-N and writes their mean to OUT/metrics.json.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import webdataset as wds
+
+from avprep.fsio import atomic_write, make_output_dir
+from glcm import metrics
+from glcm.config import TASKS, ConfigError, FinetuneConfig, Task, validate_finetune
+from glcm.data import ClipSpec, NoBatchError, SkipCounter, SkipSample, is_member, make_loader
+from glcm.model import prepare_frames
+from glcm.heads import Classifier, encoder_names, freeze_backbones, load_init
+from glcm.labelled import Reader, Scan, Selection, decode_train, label_of, scan, test_windows
+from glcm.plot import plot_confusion, plot_per_class
+from glcm.train import Job, LoopTrainer, resolve_shards, run_job
+
+log = logging.getLogger(__name__)
+
+
+def task_of(cfg: FinetuneConfig) -> Task:
+    return TASKS[cfg.task.name]
+
+
+def classes_of(cfg: FinetuneConfig) -> int:
+    return cfg.task.classes or task_of(cfg).classes
+
+
+def where(cfg: FinetuneConfig) -> tuple[str, int]:
+    """("split", n) or ("fold", n): the part of the protocol this run is."""
+    task = task_of(cfg)
+    return task.protocol, cfg.task.split if task.protocol == "split" else cfg.task.fold
+
+
+class FinetuneTrainer(LoopTrainer):
+    """Cross-entropy on labelled clips; the encoders start from `task.init` (unless resuming)
+    and are frozen in linear mode."""
+
+    curves = (("loss", "accuracy"), "cross-entropy / batch accuracy", "finetuning")
+
+    def __init__(self, cfg: FinetuneConfig, device: torch.device, load_weights: bool = True):
+        self.load_weights = load_weights
+        super().__init__(cfg, device)
+
+    def build_model(self) -> Classifier:
+        t = self.cfg.task
+        model = Classifier(self.cfg.model, encoder_names(task_of(self.cfg).modality, t.features),
+                           classes_of(self.cfg), t.dropout)
+        if t.init != "scratch" and self.load_weights:
+            load_init(model, t.init)
+        if t.mode == "linear":
+            freeze_backbones(model)
+        return model
+
+    def video_modules(self) -> list:
+        return [b for name, b in self.model.backbones.items() if name != "audio"]
+
+    def inputs(self, batch: dict) -> tuple:
+        frames, mel = batch.get("frames"), batch.get("mel")
+        if frames is not None:
+            frames = frames.to(self.device, non_blocking=True)
+            if self.channels_last:
+                frames = prepare_frames(frames, True)
+        if mel is not None:
+            mel = mel.to(self.device, non_blocking=True)
+        return frames, mel
+
+    def batch_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        self.start_step()
+        if self.cfg.task.mode == "linear":
+            self.model.backbones.eval()
+        labels = batch["label"].to(self.device)
+        with self.autocast():
+            logits = self.net(*self.inputs(batch))
+        loss = F.cross_entropy(logits.float(), labels)
+        accuracy = (logits.argmax(dim=1) == labels).float().mean()
+        return self.optimise(loss, {"loss": loss.detach(), "accuracy": accuracy.detach()})
+
+
+# ---- checks before training ---------------------------------------------------------------
+
+def check_samples(cfg: FinetuneConfig, found: Scan, option: str, role: str) -> None:
+    """Refuse shards that cannot serve this task (one ConfigError line each)."""
+    if not found.scanned:
+        return
+    task, name = task_of(cfg), cfg.task.name
+    if not found.metas:
+        bad = ", ".join(f"{k} {v}" for k, v in sorted(found.bad.items())) or "no samples"
+        raise ConfigError(f"{option}: no readable sample ({bad})")
+    labelled = [m for m in found.metas if isinstance(m.labels, dict) and "label_index" in m.labels]
+    if not labelled:
+        raise ConfigError(f"{option}: the samples carry no labels (labels.label_index); task {name} needs "
+                          f"shards built by `avprep build {name}`")
+    classes = classes_of(cfg)
+    for meta in labelled:
+        try:
+            label_of(meta, classes)
+        except SkipSample as exc:
+            raise ConfigError(f"{option}: {exc.args[0].split(': ', 1)[1]} ({name} has {classes} classes; "
+                              "--set task.classes=N for another label set)") from None
+    stream = "has_audio" if task.modality == "audio" else "has_video"
+    if not any(getattr(m, stream) for m in labelled):
+        kind = "visual-only (has_audio false)" if task.modality == "audio" else "audio-only (has_video false)"
+        raise ConfigError(f"{option}: task {name} reads the {task.modality}, but every sample is {kind}")
+    if role != "all":
+        check_part(cfg, labelled, option, role)
+
+
+def check_part(cfg: FinetuneConfig, metas: list, option: str, role: str) -> None:
+    """The split / fold must exist in the samples and hold `role` samples."""
+    protocol, number = where(cfg)
+    if protocol == "split":
+        have = sorted({s for m in metas if isinstance(m.extra.get("splits"), dict) for s in m.extra["splits"]})
+        if str(number) not in have:
+            raise ConfigError(f"{option}: no sample has split {number} (extra.splits names "
+                              f"{', '.join(have) or 'no split'}); choose --split {' or '.join(have) or '1'} "
+                              "or rebuild with that split's lists")
+    else:
+        have = sorted({m.extra["fold"] for m in metas if isinstance(m.extra.get("fold"), int)})
+        if number not in have:
+            raise ConfigError(f"{option}: no sample is in fold {number} (folds present: "
+                              f"{', '.join(map(str, have)) or 'none; the samples carry no extra.fold'})")
+    if not any(Selection(protocol, number, role)(m) for m in metas):
+        raise ConfigError(f"{option}: {protocol} {number} holds no {role} sample")
+
+
+def check_finetune(cfg: FinetuneConfig) -> dict[str, list[str]]:
+    """Everything checkable before a lock or a model exists; the shard lists by option."""
+    validate_finetune(cfg)
+    t = cfg.task
+    urls = {"--shards": resolve_shards(cfg.data.shards)}
+    for option, spec in (("--test-shards", t.test_shards), ("--val-shards", t.val_shards)):
+        if spec:
+            urls[option] = resolve_shards(spec)
+    check_samples(cfg, scan(urls["--shards"]), "--shards", "train")
+    if not t.test_shards:
+        check_samples(cfg, scan(urls["--shards"]), "--shards", "test")
+    for option in ("--test-shards", "--val-shards"):
+        if option in urls:
+            check_samples(cfg, scan(urls[option]), option, "all")
+    if t.init != "scratch":
+        load_init(Classifier(cfg.model, encoder_names(task_of(cfg).modality, t.features), classes_of(cfg)), t.init)
+    return urls
+
+
+# ---- evaluation ---------------------------------------------------------------------------
+
+def clip_spec(cfg: FinetuneConfig) -> ClipSpec:
+    return ClipSpec.from_config(cfg.data, cfg.model.mel_per_frame, cfg.model.n_mels)
+
+
+@torch.no_grad()
+def score_videos(model: Classifier, urls: list[str], select, cfg: FinetuneConfig, device: torch.device,
+                 amp: torch.dtype | None = None) -> dict:
+    """Every selected sample once: N test windows -> softmax per clip; then the mean per
+    video (item_id; the clips of all its samples). Unreadable samples are skipped and counted."""
+    model.eval()
+    spec, reader = clip_spec(cfg), Reader(task_of(cfg).modality, classes_of(cfg))
+    counter = SkipCounter()
+    source = wds.DataPipeline(wds.SimpleShardList(urls),
+                              wds.tarfile_to_samples(handler=counter.tar_error, select_files=is_member))
+    probs, ids, labels, names = [], [], {}, {}
+    for raw in source:
+        try:
+            sample = reader.open(raw, spec)
+            if not select(sample.meta):
+                continue
+            label = label_of(sample.meta, reader.classes)
+            clips = test_windows(sample, spec, reader, cfg.task.clips)
+        except SkipSample as exc:
+            counter.skip(exc.reason, raw.get("__key__", "?"), str(exc))
+            continue
+        vid = sample.meta.item_id or sample.key
+        labels[vid], names[label] = label, str(sample.meta.labels.get("label", label))
+        frames = torch.from_numpy(clips["frames"]).to(device) if "frames" in clips else None
+        mel = torch.from_numpy(clips["mel"]).to(device) if "mel" in clips else None
+        ctx = torch.autocast(device.type, dtype=amp) if amp else torch.autocast(device.type, enabled=False)
+        with ctx:
+            logits = model(frames, mel)
+        probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        ids += [vid] * len(probs[-1])
+    return {"probs": probs, "ids": ids, "labels": labels, "names": names, "skipped": dict(counter.counts)}
+
+
+def summarise(scored: dict, cfg: FinetuneConfig) -> tuple[dict, list[dict], np.ndarray]:
+    """(metrics, one prediction row per video, video-level probabilities)."""
+    if not scored["probs"]:
+        skipped = ", ".join(f"{k} {v}" for k, v in sorted(scored["skipped"].items())) or "none"
+        raise NoBatchError(f"no test video could be scored; skipped by reason: {skipped}")
+    ids, probs = metrics.video_average(np.concatenate(scored["probs"]), scored["ids"])
+    labels = np.array([scored["labels"][v] for v in ids])
+    result = {"top1": metrics.top1(labels, probs), "top5": metrics.top_k(labels, probs, 5),
+              "videos": len(ids), "clips_per_video": cfg.task.clips, "skipped": scored["skipped"]}
+    rows = []
+    for vid, label, p in zip(ids, labels, probs):
+        best = np.argsort(-p)[:5]
+        rows.append({"id": vid, "label": int(label), "label_name": scored["names"].get(int(label), ""),
+                     "prediction": int(best[0]), "score": round(float(p[best[0]]), 6),
+                     "label_score": round(float(p[label]), 6),
+                     "top5": " ".join(f"{int(c)}:{p[c]:.4f}" for c in best)})
+    return result, rows, probs
+
+
+def write_predictions(rows: list[dict], path: Path) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, buf.getvalue())
+
+
+def run_facts(cfg: FinetuneConfig) -> dict:
+    protocol, number = where(cfg)
+    t = cfg.task
+    return {"task": t.name, "init": "scratch" if t.init == "scratch" else "pretrained", "init_path": t.init,
+            "mode": t.mode, "features": t.features if task_of(cfg).modality == "video" else "audio",
+            protocol: number, "metric": task_of(cfg).metric, "paper": task_of(cfg).paper}
+
+
+def evaluate_run(trainer: FinetuneTrainer, urls: dict[str, list[str]], last: dict) -> dict:
+    """Score the test set (and the val set), write metrics.json, predictions.csv and the
+    pictures into the run folder; return the metrics."""
+    cfg, out = trainer.cfg, Path(trainer.cfg.train.out)
+    protocol, number = where(cfg)
+    test_urls = urls.get("--test-shards") or urls["--shards"]
+    select = Selection(protocol, number, "all" if "--test-shards" in urls else "test")
+    scored = score_videos(trainer.model, test_urls, select, cfg, trainer.device, trainer.amp)
+    result, rows, probs = summarise(scored, cfg)
+    found = {**run_facts(cfg), **result, "value": result["top1"], "steps": trainer.step,
+             "train_skipped": last.get("skipped_by_reason", {})}
+    if "--val-shards" in urls:
+        val = summarise(score_videos(trainer.model, urls["--val-shards"], Selection(protocol, number, "all"), cfg,
+                                     trainer.device, trainer.amp), cfg)[0]
+        found["val_top1"], found["val_videos"] = val["top1"], val["videos"]
+    labels = np.array([r["label"] for r in rows])
+    predictions = probs.argmax(axis=1)
+    names = {c: scored["names"].get(c, str(c)) for c in range(classes_of(cfg))}
+    plot_confusion(metrics.confusion(labels, predictions, classes_of(cfg)), names, out / "confusion.png",
+                   f"{cfg.task.name} {protocol} {number}: top-1 {100 * result['top1']:.1f}%")
+    per_class = metrics.per_class_accuracy(labels, predictions)
+    plot_per_class(per_class, names, out / "per_class.png", f"{cfg.task.name} {protocol} {number}: per-class accuracy")
+    found["per_class"] = {names[c]: a for c, a in per_class.items()}
+    found["pictures"] = {"confusion": "confusion.png", "per_class": "per_class.png", "curves": "curves.png"}
+    write_predictions(rows, out / "predictions.csv")
+    atomic_write(out / "metrics.json", json.dumps(found, indent=2) + "\n")
+    return found
+
+
+def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
+    """One finetuning run; returns the last training record with the test metrics
+    (`metrics`) when the run finished all its steps."""
+    urls: dict[str, list[str]] = {}
+    reader = Reader(task_of(cfg).modality, classes_of(cfg))
+
+    def prepare() -> None:
+        urls.update(check_finetune(cfg))
+
+    def loader(trainer: LoopTrainer):
+        protocol, number = where(cfg)
+        return make_loader(urls["--shards"], cfg.data, cfg.train.batch_size, clip_spec(cfg), cfg.train.epoch_batches,
+                           seed_offset=trainer.step, pin_memory=trainer.device.type == "cuda",
+                           decode=_Decode(reader), select=Selection(protocol, number, "train"))
+
+    def finish(trainer: LoopTrainer, last: dict) -> dict:
+        return {**last, "metrics": evaluate_run(trainer, urls, last)}
+
+    job = Job("glcm finetune", prepare, lambda device: FinetuneTrainer(cfg, device, not resume), loader, finish)
+    return run_job(cfg, resume, job)
+
+
+class _Decode:
+    """decode_train bound to a reader; a plain class so DataLoader workers can pickle it."""
+
+    def __init__(self, reader: Reader):
+        self.reader = reader
+
+    def __call__(self, raw, spec, rng):
+        return decode_train(raw, spec, rng, self.reader)
+
+
+def finetune_all(cfg: FinetuneConfig, resume: bool = False) -> dict:
+    """Every split (UCF101/HMDB51) or fold (ESC-50) into OUT/split-N or OUT/fold-N, then
+    OUT/metrics.json with each part's top-1 and their mean (the protocol's figure)."""
+    protocol = task_of(cfg).protocol
+    numbers = (1, 2, 3) if protocol == "split" else (1, 2, 3, 4, 5)
+    out, parts = Path(cfg.train.out), {}
+    if not cfg.train.out:
+        raise ConfigError("no run folder: give --out (or train.out in the config)")
+    make_output_dir(out)
+    if not resume:
+        cfg.save(out / "config.json")              # `--resume --out OUT` continues every part
+    for n in numbers:
+        part = copy.deepcopy(cfg)
+        setattr(part.task, protocol, n)
+        part.train.out = str(out / f"{protocol}-{n}")
+        rerun = resume and (Path(part.train.out) / "checkpoint.pt").exists()
+        last = finetune(part, rerun)
+        if "metrics" not in last:                 # stopped by a signal
+            return last
+        parts[n] = last["metrics"]
+    facts = {k: v for k, v in run_facts(cfg).items() if k != protocol}
+    mean = metrics.mean_of([p["top1"] for p in parts.values()])
+    summary = {**facts, protocol: "all", "value": mean, "top1": mean,
+               f"{protocol}s": {str(n): p["top1"] for n, p in parts.items()},
+               "runs": {str(n): f"{protocol}-{n}" for n in parts}}
+    atomic_write(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    return {"metrics": summary}
+
+
+def init_model(path: str) -> dict:
+    """The model section (architecture) of an --init checkpoint or encoder file."""
+    from glcm import checkpoint as ckpt
+    data = ckpt.load(path)
+    if data["format"] == ckpt.ENCODER_FORMAT:
+        return dict(data["model_config"])
+    config = data.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise ckpt.CheckpointError(f"{path}: its config cannot be read (no model section)")
+    return dict(config["model"])

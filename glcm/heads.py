@@ -1,0 +1,113 @@
+"""Downstream heads on the GLCM encoders (the paper's): visual tasks concatenate the
+global and the local visual features (`features` global, local or both; paper Table 5),
+ESC-50 reads the audio encoder. Features are the backbones' outputs averaged over time
+and space; then dropout and one linear layer. The pretraining projection heads are not
+used. Weights come from a training checkpoint (`encoders.<name>.backbone.*`) or an
+export-encoder file (`backbone.*`); anything that does not fit is one CheckpointError line
+naming the fields and keys that differ.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from glcm import checkpoint as ckpt
+from glcm.config import ConfigError, ModelConfig, from_dict, model_differences
+from glcm.model import prepare_frames
+from glcm.resnet import ResNet1d, ResNet3d
+
+
+def encoder_names(modality: str, features: str) -> list[str]:
+    if modality == "audio":
+        return ["audio"]
+    return {"global": ["global"], "local": ["local"], "both": ["global", "local"]}[features]
+
+
+def build_backbone(name: str, cfg: ModelConfig) -> nn.Module:
+    if name == "audio":
+        return ResNet1d(cfg.n_mels, cfg.audio_width, cfg.blocks, cfg.audio_layer_strides)
+    width = cfg.width if name == "global" else cfg.local_width
+    return ResNet3d(width, cfg.blocks, cfg.stem_kt, cfg.output_stride)
+
+
+class Classifier(nn.Module):
+    """Encoders' backbones -> pooled features (concatenated) -> dropout -> linear."""
+
+    def __init__(self, cfg: ModelConfig, names: list[str], classes: int, dropout: float = 0.5):
+        super().__init__()
+        self.cfg, self.names = cfg, names
+        self.backbones = nn.ModuleDict({n: build_backbone(n, cfg) for n in names})
+        dim = sum(b.out_channels for b in self.backbones.values())
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(dim, classes)
+
+    def features(self, frames: Tensor | None = None, mel: Tensor | None = None) -> Tensor:
+        parts = []
+        if "audio" in self.backbones:
+            parts.append(self.backbones["audio"](mel.float()).mean(dim=2))
+        if frames is not None:
+            x = prepare_frames(frames)
+            if "global" in self.backbones:
+                parts.append(self.backbones["global"](x[:, :, ::self.cfg.global_stride]).mean(dim=(2, 3, 4)))
+            if "local" in self.backbones:
+                parts.append(self.backbones["local"](x).mean(dim=(2, 3, 4)))
+        return torch.cat(parts, dim=1)
+
+    def forward(self, frames: Tensor | None = None, mel: Tensor | None = None) -> Tensor:
+        return self.fc(self.dropout(self.features(frames, mel)))
+
+
+def init_states(path: str | Path, names: list[str]) -> tuple[dict[str, dict], ModelConfig]:
+    """The backbone weights of each encoder in `names` from a checkpoint, and its model config."""
+    data = ckpt.load(path)
+    if data["format"] == ckpt.ENCODER_FORMAT:
+        if names != [data["name"]]:
+            raise ckpt.CheckpointError(
+                f"{path} holds only the {data['name']} encoder; this task needs {' and '.join(names)}: "
+                "give the run's checkpoint.pt (or --features to match)")
+        state = {k[len("backbone."):]: v for k, v in data["state"].items() if k.startswith("backbone.")}
+        return {data["name"]: state}, ckpt.model_config(data["model_config"])
+    try:
+        cfg = from_dict({"model": data["config"]["model"]}).model
+    except (KeyError, ConfigError) as exc:
+        raise ckpt.CheckpointError(f"{path}: its config cannot be read ({exc})") from None
+    states = {}
+    for name in names:
+        prefix = f"encoders.{name}.backbone."
+        states[name] = {k[len(prefix):]: v for k, v in data["model"].items() if k.startswith(prefix)}
+    return states, cfg
+
+
+def key_differences(module: nn.Module, state: dict) -> list[str]:
+    """What keeps `state` from loading into `module`: missing, unexpected and reshaped keys."""
+    ours = module.state_dict()
+    out = [f"{k} missing" for k in ours if k not in state]
+    out += [f"{k} unexpected" for k in state if k not in ours]
+    out += [f"{k} {tuple(state[k].shape)} there, {tuple(v.shape)} here" for k, v in ours.items()
+            if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    return out
+
+
+def load_init(model: Classifier, path: str | Path) -> None:
+    """Copy the encoders' pretrained backbones into `model`; CheckpointError (one line,
+    naming the model fields and keys that differ) for another architecture."""
+    states, theirs = init_states(path, model.names)
+    fields = model_differences(model.cfg, theirs)
+    keys = [f"backbones.{n}.{d}" for n in model.names for d in key_differences(model.backbones[n], states[n])]
+    if fields or keys:
+        said = "; ".join(fields[:3] + keys[:3])
+        more = len(fields) + len(keys) - min(len(fields), 3) - min(len(keys), 3)
+        raise ckpt.CheckpointError(f"--init {path} is another architecture ({said}{f'; {more} more' if more else ''}); "
+                                   "finetune with its own model settings (drop --preset/--set model.*) "
+                                   "or give a matching checkpoint")
+    for name in model.names:
+        model.backbones[name].load_state_dict(states[name])
+
+
+def freeze_backbones(model: Classifier) -> None:
+    """Linear probe: the encoders neither learn nor update their BatchNorm statistics."""
+    for p in model.backbones.parameters():
+        p.requires_grad_(False)
+    model.backbones.eval()

@@ -1,0 +1,140 @@
+"""Labelled samples for finetuning (docs/format.md, "Downstream labels").
+
+* Which samples a run uses: the split / fold in each sample's metadata (`select`):
+  UCF101/HMDB51 `extra.splits[<split>]` is "train" or "test"; ESC-50 trains on the folds
+  other than `extra.fold == <fold>` and tests on that fold. One build serves every split.
+* The label: `labels.label_index` (0-based), checked against the head size.
+* Training clips (`decode_train`): one window of `frames` frames with temporal jitter (the
+  frames or the mel the task reads), augmented as in pretraining. A sample shorter than a
+  window is looped (frame i of the window is frame (start + i) mod T), not dropped.
+* Test clips (`test_windows`): N windows with uniformly spaced starts over the sample,
+  centre crop, no flip / grey-scale.
+* `scan`: every sample's metadata of local shards (only the json members are read), so a
+  run can refuse shards that do not fit the task before anything is built.
+"""
+from __future__ import annotations
+
+import tarfile
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from avprep.format import FormatError, Sample, SampleMeta, is_command_or_url, open_sample, parse_meta
+from glcm.data import ClipSpec, SkipSample, colour_augment, decode_frames
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which samples of a build a run's train or test set holds. `role`: train, test or
+    all (a separate --test-shards / --val-shards build is taken whole)."""
+    protocol: str          # split or fold
+    number: int            # the split (1-3) or the fold (1-5)
+    role: str
+
+    def __call__(self, meta: SampleMeta) -> bool:
+        if self.role == "all":
+            return True
+        if self.protocol == "split":
+            splits = meta.extra.get("splits")
+            return isinstance(splits, dict) and splits.get(str(self.number)) == self.role
+        fold = meta.extra.get("fold")
+        return fold is not None and (fold == self.number) == (self.role == "test")
+
+
+def label_of(meta: SampleMeta, classes: int) -> int:
+    """labels.label_index, or SkipSample (no_label / bad_label)."""
+    index = meta.labels.get("label_index") if isinstance(meta.labels, dict) else None
+    if index is None:
+        raise SkipSample("no_label", f"sample {meta.key} has no labels.label_index")
+    if type(index) is not int or not 0 <= index < classes:
+        raise SkipSample("bad_label", f"sample {meta.key}: label_index {index!r} outside 0..{classes - 1}")
+    return index
+
+
+@dataclass(frozen=True)
+class Reader:
+    """How a task reads a sample: the stream (video or audio) and the head size."""
+    modality: str
+    classes: int
+
+    def open(self, raw: dict, spec: ClipSpec) -> Sample:
+        try:
+            sample = open_sample(raw, require_video=self.modality == "video", require_audio=self.modality == "audio")
+        except FormatError as exc:
+            raise SkipSample(exc.reason, exc.detail) from None
+        meta = sample.meta
+        if self.modality == "audio" and (meta.mel_per_frame, meta.n_mels) != (spec.mel_per_frame, spec.n_mels):
+            raise SkipSample("mel_per_frame" if meta.mel_per_frame != spec.mel_per_frame else "n_mels",
+                             f"shard has {meta.mel_per_frame} x {meta.n_mels}, model expects "
+                             f"{spec.mel_per_frame} x {spec.n_mels}")
+        if meta.num_frames < 1:
+            raise SkipSample("too_short", "no frames")
+        return sample
+
+    def clip(self, sample: Sample, start: int, spec: ClipSpec, rng: np.random.Generator | None) -> dict:
+        """One window from `start` (looped over a short sample): frames RGB or a mel."""
+        n = sample.meta.num_frames
+        indices = [(start + i) % n for i in range(spec.frames)]
+        try:
+            if self.modality == "audio":
+                k = sample.meta.mel_per_frame
+                mel = sample.mel_window(0, n).reshape(spec.n_mels, n, k)[:, indices].reshape(spec.n_mels, -1)
+                return {"mel": np.ascontiguousarray(mel)}
+            bgr, _ = decode_frames(sample, indices, spec, rng)
+        except FormatError as exc:
+            raise SkipSample(exc.reason, exc.detail) from None
+        except (ValueError, IndexError, OSError) as exc:
+            raise SkipSample("decode_error", f"{type(exc).__name__}: {exc}") from None
+        if rng is None:
+            return {"frames": np.ascontiguousarray(bgr[..., ::-1])}
+        return {"frames": colour_augment(bgr, spec, rng)}
+
+
+def decode_train(raw: dict, spec: ClipSpec, rng: np.random.Generator, reader: Reader) -> dict:
+    """A training clip with its label (DecodeStage's `decode`)."""
+    sample = reader.open(raw, spec)
+    label = label_of(sample.meta, reader.classes)
+    n = sample.meta.num_frames
+    start = int(rng.integers(0, max(n - spec.frames, 0) + 1)) if spec.jitter else 0
+    return {**reader.clip(sample, start, spec, rng), "label": label, "key": sample.key, "start": start}
+
+
+def window_starts(num_frames: int, length: int, clips: int) -> list[int]:
+    """`clips` uniformly spaced window starts over a sample (first at 0, last at the end)."""
+    return [int(round(s)) for s in np.linspace(0, max(num_frames - length, 0), clips)]
+
+
+def test_windows(sample: Sample, spec: ClipSpec, reader: Reader, clips: int) -> dict:
+    """The N test clips of one sample, stacked: {"frames" or "mel": (N, ...)}."""
+    made = [reader.clip(sample, s, spec, None) for s in window_starts(sample.meta.num_frames, spec.frames, clips)]
+    return {name: np.stack([m[name] for m in made]) for name in made[0]}
+
+
+@dataclass
+class Scan:
+    """The metadata of every readable sample of some shards, and the unreadable ones by reason."""
+    metas: list[SampleMeta] = field(default_factory=list)
+    bad: Counter = field(default_factory=Counter)
+    scanned: bool = True        # False: command / URL shards, not scanned
+
+
+def scan(urls: list[str]) -> Scan:
+    """Read only the json members of local tar shards. Command / URL specs are not scanned
+    (their checks then happen while loading, as skip counts)."""
+    if any(is_command_or_url(u) for u in urls):
+        return Scan(scanned=False)
+    out = Scan()
+    for url in urls:
+        try:
+            with tarfile.open(url) as tar:
+                for member in tar:
+                    if not (member.isfile() and member.name.endswith(".json")):
+                        continue
+                    try:
+                        out.metas.append(parse_meta(tar.extractfile(member).read()))
+                    except FormatError as exc:
+                        out.bad[exc.reason] += 1
+        except (tarfile.TarError, OSError, EOFError):
+            out.bad["shard_error"] += 1
+    return out

@@ -1,0 +1,108 @@
+"""`glcm report`: every finetuning run's metrics.json side by side in one Markdown table,
+with the paper's number and links to the run's pictures (relative to the report).
+
+A `--split all` / `--folds all` folder gives its mean row and a row per part; separate
+runs of all three splits (or five folds) of one task, init, mode and features also get a
+mean row (the protocols' figure). Folders without metrics.json are listed as not scored.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from avprep.fsio import atomic_write
+from glcm import metrics
+from glcm.config import PAPER_NUMBERS, TASKS, ConfigError
+
+PARTS = {"split": (1, 2, 3), "fold": (1, 2, 3, 4, 5)}
+HEADER = ("run", "task", "init", "mode", "features", "split/fold", "metric", "ours", "paper", "pictures")
+
+
+def read_metrics(folder: Path) -> dict | None:
+    try:
+        data = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "task" in data and "value" in data else None
+
+
+def part_of(m: dict) -> tuple[str, object]:
+    for protocol in PARTS:
+        if protocol in m:
+            return protocol, m[protocol]
+    return "", ""
+
+
+def collect(folders: list[Path]) -> tuple[list[tuple[Path, dict]], list[Path]]:
+    """(run folder, metrics) for each scored run, parts of an `all` run after it; unscored folders."""
+    runs, unscored = [], []
+    for folder in folders:
+        m = read_metrics(folder)
+        if m is None:
+            unscored.append(folder)
+            continue
+        runs.append((folder, m))
+        for sub in (m.get("runs") or {}).values():
+            sm = read_metrics(folder / sub)
+            if sm is not None:
+                runs.append((folder / sub, sm))
+    return runs, unscored
+
+
+def mean_rows(runs: list[tuple[Path, dict]]) -> list[tuple[Path | None, dict]]:
+    """A mean row for each group of separate runs that covers every split (or fold)."""
+    groups: dict[tuple, dict] = {}
+    for folder, m in runs:
+        protocol, number = part_of(m)
+        if protocol and number != "all" and "runs" not in m:
+            key = (m["task"], m.get("init_path"), m["mode"], m.get("features"), protocol, folder.parent)
+            groups.setdefault(key, {})[number] = m
+    out = []
+    for (task, _, mode, features, protocol, _), parts in groups.items():
+        if sorted(parts) == list(PARTS[protocol]) and not any(m.get(protocol) == "all" for _, m in runs
+                                                              if m["task"] == task):
+            first = next(iter(parts.values()))
+            mean = metrics.mean_of([p["value"] for p in parts.values()])
+            out.append((None, {**first, protocol: f"mean of {len(parts)}", "value": mean, "pictures": {}}))
+    return out
+
+
+def link(folder: Path | None, name: str, base: Path) -> str:
+    if folder is None or not (folder / name).exists():
+        return ""
+    return f"[{Path(name).stem}]({os.path.relpath(folder / name, base)})"
+
+
+def row(folder: Path | None, m: dict, base: Path) -> str:
+    protocol, number = part_of(m)
+    paper = PAPER_NUMBERS.get(m["task"])
+    pictures = " ".join(filter(None, (link(folder, p, base) for p in (m.get("pictures") or {}).values())))
+    name = f"[{folder.name}]({os.path.relpath(folder, base)})" if folder is not None else "(mean)"
+    metric = TASKS[m["task"]].metric if m["task"] in TASKS else m.get("metric", "")
+    cells = (name, m["task"], m.get("init", ""), m.get("mode", ""), m.get("features", ""),
+             f"{protocol} {number}".strip(), metric, f"{100 * m['value']:.1f}",
+             f"{paper:.1f}" if paper is not None else "", pictures)
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def render(runs: list[tuple[Path | None, dict]], unscored: list[Path], base: Path) -> str:
+    lines = ["# glcm finetuning report", "",
+             "ours and paper in percent (top-1 video accuracy; DFDC: video ROC AUC).", "",
+             "| " + " | ".join(HEADER) + " |", "|" + " --- |" * len(HEADER)]
+    lines += [row(folder, m, base) for folder, m in runs]
+    if unscored:
+        lines += ["", "Not scored (no metrics.json): " + ", ".join(str(f) for f in unscored)]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(folders: list[Path], out: Path) -> int:
+    """Write the report; return the number of table rows."""
+    runs, unscored = collect([Path(f) for f in folders])
+    if not runs:
+        raise ConfigError(f"none of the {len(folders)} folders holds a metrics.json of glcm finetune; "
+                          "give run folders (glcm finetune --out)")
+    table = runs + mean_rows(runs)
+    base = out.resolve().parent
+    atomic_write(out, render([(f.resolve() if f else None, m) for f, m in table], unscored, base))
+    return len(table)
