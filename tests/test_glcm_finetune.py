@@ -1,0 +1,270 @@
+"""glcm finetune and glcm report: recipe -> finetune -> report end to end on a tiny UCF101
+corpus, ESC-50 --folds all, a model that learns a separable task, linear probe vs full
+finetune from a checkpoint, and every bad input as one line (exit 2) before training."""
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import webdataset as wds
+from typer.testing import CliRunner
+
+from avprep.format import SampleMeta, SourceVideo, encode_sample
+from avprep.testing import avcorr
+from avprep.testing.downstream import make_ucf101_corpus
+from cli.glcm_cli import app
+from glcm import checkpoint as ckpt
+from glcm.config import load_config
+from glcm.train import Trainer
+
+# smoke-sized model on the CPU, 8-frame clips, no loader workers
+FAST = ["--preset", "smoke", "--device", "cpu", "--workers", 0, "--set", "data.frames=8",
+        "--set", "train.log_every=1", "--set", "train.warmup_steps=1"]
+
+
+def cli(*args):
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    return res.exit_code, res.output
+
+
+def one_line_error(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in output, output
+    return lines[0]
+
+
+def last_json(output: str) -> dict:
+    return json.loads(output[output.rindex("\n{") + 1:] if "\n{" in output else output[output.index("{"):])
+
+
+NO_VIDEO = SourceVideo(width=None, height=None, sar=None, rotation=None, fps=None, codec=None,
+                       audio_codec="pcm_s16le", audio_channels="mono", audio_sample_rate=16000)
+VIDEO = SourceVideo(width=40, height=40, sar="1", rotation=0, fps=10.0, codec="mpeg4", audio_codec=None,
+                    audio_channels=None, audio_sample_rate=None)
+
+
+def meta(key: str, labels: dict, extra: dict, video: bool) -> SampleMeta:
+    return SampleMeta(key=key, source="t", item_id=key, split=None, source_path=key + ".x", segment=0,
+                      first_frame=0, fps=10.0, start_time=0.0, end_time=2.0, cut_start=None, cut_end=None,
+                      has_audio=True, sample_rate=16000, hop_length=160, n_fft=400, n_mels=80, mel_per_frame=10,
+                      labels=labels, extra=extra, source_video=VIDEO if video else NO_VIDEO)
+
+
+def sound(label: int, seed: int, frames: int = 20) -> np.ndarray:
+    """A log-mel where class `label` is a loud band (bands 8*label .. 8*label+7) over noise."""
+    rng = np.random.default_rng(seed)
+    mel = rng.normal(-60, 3, (80, frames * 10)).astype(np.float32)
+    mel[8 * label:8 * label + 8] += 40
+    return mel
+
+
+def picture(label: int, seed: int, frames: int = 12) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    out = rng.integers(0, 60, (frames, 40, 40, 3)).astype(np.uint8)
+    out[..., label % 3] += 150
+    return out
+
+
+def audio_sample(key: str, label: int, fold: int, seed: int) -> dict:
+    return encode_sample(meta(key, {"label": f"c{label}", "label_index": label}, {"fold": fold}, False),
+                         None, sound(label, seed), 90)
+
+
+def write(path: Path, samples: list[dict]) -> str:
+    with wds.TarWriter(str(path)) as sink:
+        for s in samples:
+            sink.write(s)
+    return str(path)
+
+
+def esc_like(folder: Path, per_fold: int = 4, classes: int = 2, corrupt: bool = False) -> str:
+    """Audio-only samples with labels and folds 1-5 (the esc50 recipe's metadata)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    samples = [audio_sample(f"f{f}-{i}", i % classes, f, 100 * f + i) for f in range(1, 6) for i in range(per_fold)]
+    if corrupt:
+        samples.insert(3, {**samples[0], "__key__": "broken", "json": b"{not json"})
+    return write(folder / "esc-000000.tar", samples)
+
+
+@pytest.fixture(scope="module")
+def ucf_build(tmp_path_factory):
+    """The tiny UCF101 corpus (avprep.testing.downstream) through `avprep build ucf101`."""
+    from test_cli import run
+    base = tmp_path_factory.mktemp("ucf")
+    corpus = make_ucf101_corpus(str(base / "corpus"), seconds=2.0)
+    code, text = run("build", "ucf101", corpus.root, "--splits", corpus.lists, "--out", base / "shards",
+                     "--workers", 1)
+    assert code == 0, text
+    return base / "shards", corpus
+
+
+def test_recipe_finetune_report_end_to_end(ucf_build, tmp_path):
+    shards, corpus = ucf_build
+    code, out = cli("finetune", "--task", "ucf101", "--shards", shards, "--init", "scratch", "--out",
+                    tmp_path / "runs" / "ucf-s1", "--split", 1, "--steps", 2, "--clips", 3, *FAST)
+    assert code == 0, out
+    run = tmp_path / "runs" / "ucf-s1"
+    m = json.loads((run / "metrics.json").read_text())
+    tests = sorted(e.item_id for e in corpus.present if e.splits["1"] == "test")
+    assert (m["task"], m["split"], m["init"], m["mode"], m["features"]) == ("ucf101", 1, "scratch", "full", "both")
+    assert m["videos"] == len(tests) and m["clips_per_video"] == 3 and 0 <= m["top1"] <= 1
+    rows = (run / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "id,label,label_name,prediction,score,label_score,top5"
+    assert sorted(r.split(",")[0] for r in rows[1:]) == tests
+    assert {r.split(",")[2] for r in rows[1:]} == {"ApplyEyeMakeup", "HandstandPushups", "YoYo"}
+    for png in ("confusion.png", "per_class.png", "curves.png"):
+        assert (run / png).stat().st_size > 1000, png
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["task"]["name"] == "ucf101" and saved["task"]["clips"] == 3 and saved["model"]["width"] == 4
+
+    # --resume of a finished run re-scores it, nothing retyped
+    code, out = cli("finetune", "--resume", "--out", run)
+    assert code == 0, out
+    assert json.loads((run / "metrics.json").read_text())["videos"] == len(tests)
+
+    code, out = cli("report", tmp_path / "runs" / "ucf-s1", "--out", tmp_path / "report.md")
+    assert code == 0, out
+    text = (tmp_path / "report.md").read_text()
+    assert "| [ucf-s1](runs/ucf-s1) | ucf101 | scratch | full | both | split 1 | top1 |" in text
+    assert "| 91.2 |" in text and "(runs/ucf-s1/confusion.png)" in text
+
+
+def test_esc50_folds_all_writes_the_mean_and_counts_unreadable_samples(tmp_path):
+    shards = esc_like(tmp_path / "esc", corrupt=True)
+    code, out = cli("finetune", "--task", "esc50", "--shards", shards, "--init", "scratch", "--out",
+                    tmp_path / "esc-run", "--folds", "all", "--steps", 2, "--clips", 2, *FAST)
+    assert code == 0, out
+    top = json.loads((tmp_path / "esc-run" / "metrics.json").read_text())
+    folds = [json.loads((tmp_path / "esc-run" / f"fold-{f}" / "metrics.json").read_text()) for f in range(1, 6)]
+    assert [f["fold"] for f in folds] == [1, 2, 3, 4, 5] and all(f["videos"] == 4 for f in folds)
+    assert top["fold"] == "all" and top["value"] == pytest.approx(np.mean([f["top1"] for f in folds]))
+    assert top["folds"] == {str(f["fold"]): f["top1"] for f in folds}
+    # the broken sample (fold unknown) is skipped and counted while training, never fatal
+    assert any(f["train_skipped"].get("bad_json", 0) >= 1 for f in folds), [f["train_skipped"] for f in folds]
+    code, out = cli("report", tmp_path / "esc-run", "--out", tmp_path / "r.md")
+    assert code == 0, out
+    text = (tmp_path / "r.md").read_text()
+    assert "| esc50 | scratch | full | audio | fold all | top1 |" in text and "| 80.1 |" in text
+    assert text.count("| esc50 |") == 6                          # the mean and the five folds
+
+
+def test_a_separable_task_is_learnt(tmp_path):
+    """Two classes told apart by a loud mel band: 40 steps take test accuracy from chance to 1."""
+    shards = esc_like(tmp_path / "esc", per_fold=8)
+    code, out = cli("finetune", "--task", "esc50", "--shards", shards, "--init", "scratch", "--out", tmp_path / "r",
+                    "--fold", 1, "--steps", 40, "--clips", 2, *FAST, "--set", "train.lr=3e-3",
+                    "--set", "task.classes=2", "--batch-size", 8)
+    assert code == 0, out
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert m["videos"] == 8 and m["top1"] == 1.0, m
+    log = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
+    assert np.mean([r["loss"] for r in log[-5:]]) < 0.5 * np.mean([r["loss"] for r in log[:5]])
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A smoke-preset training checkpoint (random weights; what matters is the format)."""
+    path = tmp_path_factory.mktemp("pre") / "checkpoint.pt"
+    Trainer(load_config(preset="smoke"), torch.device("cpu")).save(path)
+    return path
+
+
+def test_linear_probe_keeps_the_encoder_full_finetune_changes_it(pretrained, tmp_path):
+    shards = esc_like(tmp_path / "esc")
+    start = torch.load(pretrained, weights_only=True)["model"]
+    for mode, same in (("linear", True), ("full", False)):
+        run = tmp_path / mode
+        code, out = cli("finetune", "--task", "esc50", "--shards", shards, "--init", pretrained, "--out", run,
+                        "--mode", mode, "--steps", 3, *FAST)
+        assert code == 0, out
+        state = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+        ours = {k[len("backbones.audio."):]: v for k, v in state.items() if k.startswith("backbones.audio.")}
+        theirs = {k[len("encoders.audio.backbone."):]: v for k, v in start.items()
+                  if k.startswith("encoders.audio.backbone.")}
+        assert ours.keys() == theirs.keys()
+        equal = all(torch.equal(ours[k], theirs[k]) for k in ours)
+        assert equal == same, mode
+        assert json.loads((run / "metrics.json").read_text())["init"] == "pretrained"
+
+
+def visual_shards(folder: Path, splits: dict | None = None, labels: dict | None = None) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    samples = []
+    for i in range(6):
+        split = splits if splits is not None else {"1": "train" if i % 2 else "test", "2": "test" if i % 2 else "train"}
+        lab = labels if labels is not None else {"label": f"c{i % 3}", "label_index": i % 3}
+        m = meta(f"v{i}", lab, {"splits": split}, True)
+        samples.append(encode_sample(m, picture(i % 3, i), None, 90))
+    return write(folder / "v-000000.tar", samples)
+
+
+def unlabelled(t: Path, pre: Path) -> list:
+    folder = t / "av"
+    folder.mkdir()
+    avcorr.write_shards(avcorr.make_clips(2, seed=0, min_seconds=1.0, max_seconds=1.0), str(folder), per_shard=2)
+    return ["--task", "ucf101", "--shards", folder, "--init", "scratch"]
+
+
+def other_width(t: Path, pre: Path) -> list:
+    path = t / "w8.pt"
+    Trainer(load_config(preset="smoke", overrides=["model.width=8"]), torch.device("cpu")).save(path)
+    return ["--task", "ucf101", "--shards", visual_shards(t / "v"), "--init", path]
+
+
+def audio_encoder_file(t: Path, pre: Path) -> list:
+    data = torch.load(pre, weights_only=True)
+    ckpt.save_encoder(data["model"], load_config(preset="smoke").model, "audio", t / "audio.pt")
+    return ["--task", "ucf101", "--shards", visual_shards(t / "v"), "--init", t / "audio.pt"]
+
+
+# (case, arguments, what the one line says); each exits 2 before any training
+BAD = [
+    ("no labels", unlabelled, "carry no labels (labels.label_index); task ucf101 needs shards built by"),
+    ("label out of range", lambda t, p: ["--task", "ucf101", "--shards", visual_shards(t / "v"), "--init", "scratch",
+                                         "--set", "task.classes=2"], "label_index 2 outside 0..1"),
+    ("label not a number", lambda t, p: ["--task", "ucf101", "--init", "scratch", "--shards", visual_shards(
+        t / "v", labels={"label": "x", "label_index": "3"})], "label_index '3' outside 0..100"),
+    ("missing split", lambda t, p: ["--task", "ucf101", "--shards", visual_shards(t / "v"), "--init", "scratch",
+                                    "--split", 3], "no sample has split 3 (extra.splits names 1, 2)"),
+    ("split with no test", lambda t, p: ["--task", "hmdb51", "--init", "scratch", "--shards", visual_shards(
+        t / "v", splits={"1": "train"})], "split 1 holds no test sample"),
+    ("samples without folds", lambda t, p: ["--task", "esc50", "--init", "scratch", "--shards", write(
+        t / "e.tar", [encode_sample(meta("a", {"label_index": 0}, {}, False), None, sound(0, 0), 90)])],
+     "no sample is in fold 1 (folds present: none; the samples carry no extra.fold)"),
+    ("audio task on visual-only", lambda t, p: ["--task", "esc50", "--init", "scratch", "--shards", visual_shards(
+        t / "v", splits={"1": "train"})], "task esc50 reads the audio, but every sample is visual-only"),
+    ("fold absent", lambda t, p: ["--task", "esc50", "--init", "scratch", "--shards", write(
+        t / "e.tar", [audio_sample(f"a{i}", 0, 1 + i % 2, i) for i in range(4)]), "--fold", 4],
+     "no sample is in fold 4 (folds present: 1, 2)"),
+    ("another architecture", other_width, "is another architecture (model.width: 4 here, 8 there; "
+                                          "backbones.global.stem.0.weight (8, 3, 3, 7, 7) there, (4, 3, 3, 7, 7) here"),
+    ("one encoder for two", audio_encoder_file, "holds only the audio encoder; this task needs global and local"),
+    ("init missing", lambda t, p: ["--task", "esc50", "--shards", esc_like(t / "e"), "--init", t / "no.pt"],
+     "does not exist"),
+    ("split 4", lambda t, p: ["--task", "ucf101", "--shards", "x", "--init", "scratch", "--split", 4],
+     "--split '4': must be 1, 2, 3 or all"),
+    ("folds 3", lambda t, p: ["--task", "esc50", "--shards", "x", "--init", "scratch", "--folds", 3], "only 'all'"),
+    ("esc50 split", lambda t, p: ["--task", "esc50", "--shards", "x", "--init", "scratch", "--split", 1],
+     "esc50 has folds, not splits"),
+    ("no task", lambda t, p: ["--shards", "x", "--init", "scratch"], "give --task"),
+    ("unknown task", lambda t, p: ["--task", "lrw9", "--shards", visual_shards(t / "v"), "--init", "scratch"],
+     "task.name must be one of ucf101, hmdb51, esc50"),
+    ("no shards", lambda t, p: ["--task", "ucf101", "--shards", t / "none-*.tar", "--init", "scratch"],
+     "no shards found"),
+]
+
+
+@pytest.mark.parametrize("case,args,says", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_is_one_line_before_training(case, args, says, pretrained, tmp_path, monkeypatch):
+    import glcm.finetune as gf
+    monkeypatch.setattr(gf, "FinetuneTrainer", lambda *a, **k: pytest.fail("training started"))
+    argv = args(tmp_path, pretrained)
+    code, out = cli("finetune", *argv, "--out", tmp_path / "run", *FAST)
+    assert code == 2, out
+    line = one_line_error(out)
+    assert says is None or says in line, line
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
