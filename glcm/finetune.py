@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -304,18 +305,25 @@ def finetune_all(cfg: FinetuneConfig, resume: bool = False) -> dict:
     out, parts = Path(cfg.train.out), {}
     if not cfg.train.out:
         raise ConfigError("no run folder: give --out (or train.out in the config)")
-    make_output_dir(out)
-    if not resume:
-        cfg.save(out / "config.json")              # `--resume --out OUT` continues every part
+    runs = []
     for n in numbers:
         part = copy.deepcopy(cfg)
         setattr(part.task, protocol, n)
         part.train.out = str(out / f"{protocol}-{n}")
+        check_finetune(part)                       # every part's samples before any training
+        runs.append((n, part))
+    if not resume and int(os.environ.get("RANK", "0")) == 0:
+        make_output_dir(out)
+        cfg.save(out / "config.json")              # `--resume --out OUT` continues every part
+    for n, part in runs:
         rerun = resume and (Path(part.train.out) / "checkpoint.pt").exists()
         last = finetune(part, rerun)
-        if "metrics" not in last:                 # stopped by a signal
+        if last.get("interrupted"):               # stopped by a signal
             return last
-        parts[n] = last["metrics"]
+        if "metrics" in last:                     # rank 0 scores; the other ranks go on to the next part
+            parts[n] = last["metrics"]
+    if not parts:
+        return last
     facts = {k: v for k, v in run_facts(cfg).items() if k != protocol}
     mean = metrics.mean_of([p["top1"] for p in parts.values()])
     summary = {**facts, protocol: "all", "value": mean, "top1": mean,

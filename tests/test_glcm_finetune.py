@@ -240,6 +240,9 @@ BAD = [
     ("fold absent", lambda t, p: ["--task", "esc50", "--init", "scratch", "--shards", write(
         t / "e.tar", [audio_sample(f"a{i}", 0, 1 + i % 2, i) for i in range(4)]), "--fold", 4],
      "no sample is in fold 4 (folds present: 1, 2)"),
+    ("folds all, fold 3 absent", lambda t, p: ["--task", "esc50", "--init", "scratch", "--shards", write(
+        t / "e.tar", [audio_sample(f"a{i}", 0, 1 + i % 2, i) for i in range(4)]), "--folds", "all"],
+     "no sample is in fold 3 (folds present: 1, 2)"),
     ("another architecture", other_width, "is another architecture (model.width: 4 here, 8 there; "
                                           "backbones.global.stem.0.weight (8, 3, 3, 7, 7) there, (4, 3, 3, 7, 7) here"),
     ("one encoder for two", audio_encoder_file, "holds only the audio encoder; this task needs global and local"),
