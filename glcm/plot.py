@@ -47,19 +47,20 @@ def save_figure(fig, png_path: str | Path, dpi: int = 100) -> None:
 
 
 def plot_confusion(matrix, names: dict[int, str], png_path: str | Path, title: str, top: int = 30) -> None:
-    """Row-normalised confusion matrix; with many classes only the `top` most frequent true classes."""
+    """Row-normalised confusion matrix: rows = the `top` most frequent true classes, columns =
+    those and every class they were predicted as (up to `top` more), so no mistake is hidden."""
     import numpy as np
-    counts = matrix.sum(axis=1)
-    keep = np.sort(np.argsort(-counts, kind="stable")[:top]) if len(counts) > top else np.arange(len(counts))
-    keep = keep[counts[keep] > 0] if (counts[keep] > 0).any() else keep
-    sub = matrix[np.ix_(keep, keep)].astype(float)
-    sub = sub / np.maximum(sub.sum(axis=1, keepdims=True), 1)
-    side = max(4.0, 0.3 * len(keep) + 2)
-    fig, ax = plt.subplots(figsize=(side + 1, side))
-    im = ax.imshow(sub, cmap="Blues", vmin=0, vmax=1)
-    labels = [names.get(int(c), str(c)) for c in keep]
-    ax.set_xticks(range(len(keep)), labels, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(keep)), labels, fontsize=7)
+    rows = [int(c) for c in np.argsort(-matrix.sum(axis=1), kind="stable")[:top] if matrix[c].sum() > 0]
+    rows = sorted(rows) or list(range(min(top, len(matrix))))
+    predicted = matrix[rows].sum(axis=0)
+    extra = [int(c) for c in np.argsort(-predicted, kind="stable")[:top] if predicted[c] > 0 and c not in rows]
+    cols = sorted(rows + extra)
+    sub = matrix[np.ix_(rows, cols)].astype(float)
+    sub = sub / np.maximum(matrix[rows].sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.3 * len(cols) + 3), max(3.0, 0.3 * len(rows) + 2)))
+    im = ax.imshow(sub, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(cols)), [names.get(c, str(c)) for c in cols], rotation=90, fontsize=7)
+    ax.set_yticks(range(len(rows)), [names.get(c, str(c)) for c in rows], fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)

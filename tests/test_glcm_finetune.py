@@ -179,8 +179,9 @@ def test_linear_probe_keeps_the_encoder_full_finetune_changes_it(pretrained, tmp
     for mode, same in (("linear", True), ("full", False)):
         run = tmp_path / mode
         code, out = cli("finetune", "--task", "esc50", "--shards", shards, "--init", pretrained, "--out", run,
-                        "--mode", mode, "--steps", 3, *FAST)
+                        "--mode", mode, "--steps", 3, "--val-shards", shards, *FAST)
         assert code == 0, out
+        assert json.loads((run / "metrics.json").read_text())["val_videos"] == 20      # every val sample
         state = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
         ours = {k[len("backbones.audio."):]: v for k, v in state.items() if k.startswith("backbones.audio.")}
         theirs = {k[len("encoders.audio.backbone."):]: v for k, v in start.items()
