@@ -9,9 +9,9 @@ import numpy as np
 
 from avprep.audio import context, log_mel
 from avprep.config import BuildConfig
-from avprep.decode import AudioReader, frame_geometry, iter_frames
+from avprep.decode import AudioReader, DecodeSpec, open_source
 from avprep.items import SourceItem
-from avprep.probe import MediaError, MediaInfo, probe
+from avprep.probe import MediaError, MediaInfo
 
 
 @dataclass
@@ -36,7 +36,8 @@ def iter_clips(item: SourceItem, cfg: BuildConfig, info: MediaInfo | None = None
 
     Raises MediaError with a reason code when the input cannot give any clip.
     """
-    info = info or probe(item.path)
+    source = open_source(item.path, decode_spec(item, cfg), info)    # its input dump is the probe
+    info = source.info
     if info.video is None and info.audio is not None and not cfg.video.require_video:
         yield from _audio_clips(item, info, cfg)
         return
@@ -44,17 +45,12 @@ def iter_clips(item: SourceItem, cfg: BuildConfig, info: MediaInfo | None = None
         raise MediaError("no_video", "the file has no video stream")
     if info.audio is None and cfg.audio.require_audio:
         raise MediaError("no_audio", "the file has no audio stream")
-    geometry = frame_geometry(info, cfg.video.short_side, cfg.video.square)
     fps = cfg.video.fps
     seg_len = max(cfg.clip.min_frames, int(round(cfg.clip.max_seconds * fps)))
-    duration = (item.end - item.start) if item.start is not None and item.end is not None else info.duration
-    deadline = time.monotonic() + cfg.timeout_base_s + cfg.timeout_per_s * (duration or 0.0)
-    audio = AudioReader(item.path, cfg.audio.sample_rate, item.start, item.end, cfg.decode_threads, deadline) \
-        if info.audio is not None else None
+    audio = source.audio
     made = decoded = usable = 0
     try:
-        frames = iter_frames(item.path, info, fps, geometry, item.start, item.end, cfg.decode_threads, deadline)
-        for first, segment in _segments(frames, seg_len):
+        for first, segment in _segments(source.frames(), seg_len):
             decoded += len(segment)
             clip, count = _make_clip(item, made, first, segment, audio, info, cfg)
             usable += count
@@ -63,14 +59,20 @@ def iter_clips(item: SourceItem, cfg: BuildConfig, info: MediaInfo | None = None
             made += 1
             yield clip
     finally:
-        if audio is not None:
-            audio.close()
+        source.close()
     if made == 0:
         if decoded == 0:
             raise MediaError("no_frames", "ffmpeg decoded no video frames")
         covered = f" ({decoded} decoded, the audio covers {usable})" if usable < decoded else ""
         raise MediaError("too_short", f"{usable} frames at {fps:g} fps{covered} < min_frames "
                                       f"{cfg.clip.min_frames}")
+
+
+def decode_spec(item: SourceItem, cfg: BuildConfig) -> DecodeSpec:
+    """What the decoder needs from the item (its cut) and the build config."""
+    return DecodeSpec(cfg.video.fps, cfg.video.short_side, cfg.video.square, cfg.audio.sample_rate,
+                      cfg.audio.require_audio, item.start, item.end, cfg.decode_threads,
+                      cfg.timeout_base_s, cfg.timeout_per_s)
 
 
 def _segments(frames: Iterator[tuple[int, np.ndarray]], seg_len: int) -> Iterator[tuple[int, list[np.ndarray]]]:

@@ -82,12 +82,17 @@ _HZ = re.compile(r"(\d+) Hz, ([^,]+)")
 _ROT = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees")
 
 
-def probe(path: str) -> MediaInfo:
-    """Streams of `path`; raises MediaError(unreadable/corrupt/empty)."""
+def check_file(path: str) -> None:
+    """MediaError(missing/empty) for a file that is not there or has no bytes."""
     if not os.path.exists(path):
         raise MediaError("missing", f"no such file: {path}")
     if os.path.getsize(path) == 0:
         raise MediaError("empty", "file has zero bytes")
+
+
+def probe(path: str) -> MediaInfo:
+    """Streams of `path`; raises MediaError(missing/empty/unreadable/corrupt)."""
+    check_file(path)
     try:
         proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", path],
                               capture_output=True, timeout=60)

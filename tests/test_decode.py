@@ -1,6 +1,7 @@
 """Frame content and geometry: exact frames through lossless FFV1, resize/crop/SAR/rotation."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 
 import cv2
@@ -135,3 +136,97 @@ def test_rotation(tmp_path, angle):
         assert info.video.display_size == (64, 96)
         assert np.abs(clip.frames.astype(np.int16) - wrong).mean() > 10
     assert info.video.rotation in (90, 180, 270)
+
+
+# ---------------------------------------------------------------- one process per input
+
+@pytest.fixture
+def launches(monkeypatch):
+    """Counts the ffmpeg processes started (probes included); layout guesses start empty."""
+    from avprep import decode
+    monkeypatch.setattr(decode, "_last_layout", {})
+    started = []
+    real = subprocess.Popen
+
+    def popen(args, *a, **kw):
+        started.append(list(args))
+        return real(args, *a, **kw)
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    return started
+
+
+def _h264(tmp_path, name, h, w, audio=True, seed=0):
+    return write_video(str(tmp_path / name), pattern_frames(30, h, w, seed=seed), 10.0,
+                       tone(3.0) if audio else None, codec="h264", audio_codec="aac")
+
+
+def test_one_process_per_input_whose_header_is_the_probe(tmp_path, launches):
+    from avprep.decode import DecodeSpec, open_source
+    cfg = cfg_for(fps=10.0, min_frames=8)
+    same = [_h264(tmp_path, f"s{i}.mp4", 64, 96, seed=i) for i in range(3)]
+    other = _h264(tmp_path, "big.mp4", 96, 128, seed=5)
+    silent = _h264(tmp_path, "silent.mp4", 96, 128, audio=False, seed=6)
+    counts = []
+    for path in same + [other]:
+        before = len(launches)
+        (clip,) = clips(path, cfg)
+        counts.append(len(launches) - before)
+        assert clip.info == probe(path)             # the decoding process's input dump = the probe
+        assert clip.mel.shape == (80, 300)
+    # first input: probe + decode; same layout: one process; a new size: the guess is redone
+    assert counts == [2, 1, 1, 2]
+    spec = DecodeSpec(10.0, 0, False, 16000, require_audio=False)
+    source = open_source(silent, spec)               # the guess had audio: redone without
+    try:
+        assert source.info == probe(silent) and source.audio is None and source.geometry.width == 128
+        assert len([f for _, f in source.frames()]) == 30
+    finally:
+        source.close()
+    spec = DecodeSpec(10.0, 0, False, 16000, require_audio=True)
+    before = len(launches)
+    source = open_source(silent, spec)               # no audio but audio required: nothing runs
+    assert source.info.audio is None and source.geometry is None and source.audio is None
+    assert len(launches) - before == 1               # only the header (no audio: refused at once)
+
+
+def test_large_inputs_use_a_process_per_stream_with_the_same_result(tmp_path, launches, monkeypatch):
+    from avprep import decode
+    path = _h264(tmp_path, "a.mp4", 64, 96)
+    cfg = cfg_for(fps=10.0, min_frames=8, max_seconds=1.0)
+    one = clips(path, cfg)
+    monkeypatch.setattr(decode, "ONE_PROCESS_MAX_BYTES", 1)
+    before = len(launches)
+    two = clips(path, cfg)
+    assert len(launches) - before == 3               # the header process, then video and audio apart
+    assert [c.first_frame for c in two] == [c.first_frame for c in one] == [0, 10, 20]
+    for a, b in zip(one, two):
+        assert np.array_equal(a.frames, b.frames) and np.array_equal(a.mel, b.mel)
+
+
+def test_audio_late_in_the_file_does_not_block_the_one_process_decode(tmp_path, launches):
+    """Audio that starts 6 s into the file: the first 1 s segment needs audio that ffmpeg
+    only writes after 60 more frames, more than the pipe and ffmpeg's queues hold. Frames
+    are read ahead instead of waiting (a deadlock would end as `timeout`); the clock stays exact."""
+    fps, delay, flashes, n = 10.0, 6.0, [65, 71, 72], 80
+    frames = pattern_frames(n, 96, 128, seed=4)          # 36 KB frames: the pipe holds < 2
+    audio = np.zeros(int((n / fps - delay) * 16000), np.float32)
+    t = np.arange(audio.size) / 16000
+    for f in flashes:
+        frames[f] = 255
+        a = int(round((f / fps - delay) * 16000))
+        audio[a:a + 1600] = 0.5 * np.sin(2 * np.pi * 1000 * t[a:a + 1600])
+    path = write_video(str(tmp_path / "late.mp4"), frames, fps, audio, codec="h264", audio_codec="aac",
+                       audio_delay=delay)
+    cfg = dataclasses.replace(cfg_for(fps=fps, min_frames=8, max_seconds=1.0), timeout_base_s=30.0)
+    clips(path, cfg)                                      # learn the layout: the next run is one process
+    before = len(launches)
+    got = clips(path, cfg)
+    assert len(launches) - before == 1
+    assert [c.first_frame for c in got] == list(range(0, n, 10))
+    frames_out = np.concatenate([c.frames for c in got])
+    white = [int(i) for i in np.flatnonzero(frames_out.reshape(n, -1).mean(axis=1) > 240)]
+    mel = np.concatenate([c.mel for c in got], axis=1)
+    energy = (10.0 ** (mel.astype(np.float64) / 10.0)).reshape(80, n, 10).sum(axis=(0, 2))
+    assert white == flashes
+    assert [int(i) for i in np.flatnonzero(energy > 0.5 * energy.max())] == flashes
