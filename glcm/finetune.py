@@ -151,9 +151,10 @@ def check_finetune(cfg: FinetuneConfig) -> dict[str, list[str]]:
     for option, spec in (("--test-shards", t.test_shards), ("--val-shards", t.val_shards)):
         if spec:
             urls[option] = resolve_shards(spec)
-    check_samples(cfg, scan(urls["--shards"]), "--shards", "train")
+    train = scan(urls["--shards"])
+    check_samples(cfg, train, "--shards", "train")
     if not t.test_shards:
-        check_samples(cfg, scan(urls["--shards"]), "--shards", "test")
+        check_samples(cfg, train, "--shards", "test")
     for option in ("--test-shards", "--val-shards"):
         if option in urls:
             check_samples(cfg, scan(urls[option]), option, "all")
