@@ -140,3 +140,49 @@ def test_draw_landmarks_draws_and_skips_nan():
     assert draw_landmarks(frame, np.full((68, 2), np.nan)).sum() == 0
     with pytest.raises(ValueError):
         draw_landmarks(frame, np.zeros((5, 2)))
+
+
+def _umeyama(src, dst):
+    """Reference: Umeyama's SVD solution with the reflection fix."""
+    ms, md = src.mean(0), dst.mean(0)
+    s, d = src - ms, dst - md
+    u, sig, vt = np.linalg.svd(d.T @ s / len(src))
+    fix = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
+    rot = u @ fix @ vt
+    scale = np.trace(np.diag(sig) @ fix) / (s ** 2).sum(axis=1).mean()
+    return np.hstack([scale * rot, (md - scale * rot @ ms)[:, None]])
+
+
+def test_batched_closed_form_similarity_equals_umeyama():
+    rng = np.random.default_rng(5)
+    src = rng.normal(size=(40, 3, 2)) * 60 + 200
+    dst = align.TEMPLATE + rng.normal(size=(3, 2)) * 3
+    got = align.similarities(src, dst)
+    want = np.stack([_umeyama(s, dst) for s in src])
+    assert np.abs(got - want).max() < 1e-9
+    mirrored = src[:, :, ::-1]                 # needs a reflection: both give the best rotation
+    assert np.abs(align.similarities(mirrored, dst) - np.stack([_umeyama(s, dst) for s in mirrored])).max() < 1e-9
+    assert np.allclose(align.align_all(rng.normal(size=(5, 68, 2)) * 40 + 150)[:, :, :2].shape, (5, 2, 2))
+
+
+def test_smooth_poly_equals_a_least_squares_fit_per_frame():
+    track = np.random.default_rng(6).normal(size=(29, 68, 2))
+    got = smooth_poly(track, 5)
+    for t in (0, 3, 14, 28):                   # ends (shrunk windows) and the middle
+        lo, hi = max(0, t - 5), min(29, t + 6)
+        x = np.arange(lo, hi) - t
+        coef = np.polynomial.polynomial.polyfit(x, track[lo:hi].reshape(hi - lo, -1), 2)
+        assert np.abs(got[t].reshape(-1) - coef[0]).max() < 1e-9
+
+
+def test_huge_pages_keep_the_contents():
+    import ctypes
+    import mmap
+    from avprep.faces.models import huge_pages
+    area = mmap.mmap(-1, 8 << 20)
+    data = np.random.default_rng(7).integers(0, 256, 8 << 20, dtype=np.uint8).tobytes()
+    area[:] = data
+    start = ctypes.addressof(ctypes.c_char.from_buffer(area))
+    assert huge_pages(start, start + 1000) is False      # less than one aligned 2 MiB page
+    assert huge_pages(start, start + len(data)) in (True, False)   # False where Linux cannot
+    assert area[:] == data

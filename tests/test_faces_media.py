@@ -152,3 +152,29 @@ def test_lip_crop_follows_known_motion_of_300w_stills(name):
     static_err = quality.motion_error(static.arrays["transform.npy"], motions, 112)
     print(f"  motion ignored: mean {static_err.mean():.2f}")
     assert static_err.mean() > max(3.0, 5 * err.mean())
+
+
+def test_coarse_search_skips_the_fine_pass_only_when_no_smaller_face_could_win(grid, monkeypatch):
+    from avprep.faces import track as track_mod
+    calls = []
+    real = track_mod.detect
+
+    def counted(grey, min_face, roi=None, threshold=0.0):
+        if roi is None:
+            calls.append(round(min_face))
+        return real(grey, min_face, roi, threshold)
+
+    monkeypatch.setattr(track_mod, "detect", counted)
+    face = grid["bbaf2n"][0][0]
+    close = np.stack([cv2.resize(face, (720, 576))] * 2)          # a 250 px face: the coarse pass decides
+    far = np.zeros((2, 720, 1280, 3), np.uint8)                   # a 124 px face: below the coarse size
+    far[:, 200:488, 400:760] = face
+    for frames, passes in ((close, 1), (far, 2)):
+        calls.clear()
+        got = track_landmarks(frames)
+        assert len(calls) == passes and got.status[0] == DETECTED
+        calls.clear()
+        monkeypatch.setattr(track_mod, "MARGIN", 1e9)             # fine pass only: the same face
+        ref = track_landmarks(frames)
+        monkeypatch.setattr(track_mod, "MARGIN", 1.2)
+        assert calls == [64] and np.abs(got.points[0] - ref.points[0]).mean() < 0.1 * np.ptp(ref.points[0, :, 0])

@@ -33,23 +33,37 @@ def invert(m: np.ndarray) -> np.ndarray:
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares rotation + uniform scale + translation taking src onto dst (Umeyama)."""
-    ms, md = src.mean(0), dst.mean(0)
-    s, d = src - ms, dst - md
-    cov = d.T @ s / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    fix = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
-    rot = u @ fix @ vt
-    scale = np.trace(np.diag(sig) @ fix) / (s ** 2).sum(axis=1).mean()
-    return np.hstack([scale * rot, (md - scale * rot @ ms)[:, None]])
+    return similarities(src[None], dst)[0]
+
+
+def similarities(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """`similarity` for a batch: src (T, N, 2) onto dst (N, 2) -> (T, 2, 3).
+
+    In the plane the least-squares similarity has a closed form (Umeyama's SVD solution
+    without the SVD): with centred points, scale*cos = sum(s.d) / sum|s|^2 and
+    scale*sin = sum(s x d) / sum|s|^2; like Umeyama's it never reflects."""
+    ms, md = src.mean(axis=1), dst.mean(axis=0)
+    s, d = src - ms[:, None], dst - md
+    norm = (s ** 2).sum(axis=(1, 2))
+    a = (s * d).sum(axis=(1, 2)) / norm
+    b = (s[..., 0] * d[:, 1] - s[..., 1] * d[:, 0]).sum(axis=1) / norm
+    rot = np.stack([np.stack([a, -b], -1), np.stack([b, a], -1)], 1)      # (T, 2, 2)
+    shift = md - np.einsum("tij,tj->ti", rot, ms)
+    return np.concatenate([rot, shift[..., None]], axis=2)
 
 
 def align_to_template(pts: np.ndarray, method: str = "similarity") -> np.ndarray:
     """Transform from original pixels to the mean-face frame, from the stable points."""
-    src = pts[STABLE]
+    return align_all(pts[None], method)[0]
+
+
+def align_all(pts: np.ndarray, method: str = "similarity") -> np.ndarray:
+    """`align_to_template` for every frame of (T, 68, 2) landmarks -> (T, 2, 3)."""
+    src = pts[:, STABLE]
     if method == "similarity":
-        return similarity(src, TEMPLATE)
+        return similarities(src, TEMPLATE)
     if method == "affine":
-        return cv2.getAffineTransform(src.astype(np.float32), TEMPLATE.astype(np.float32))
+        return np.stack([cv2.getAffineTransform(p.astype(np.float32), TEMPLATE.astype(np.float32)) for p in src])
     raise ValueError(f"unknown alignment {method!r} (similarity or affine)")
 
 
@@ -74,14 +88,15 @@ def lip_transforms(stable_pts: np.ndarray, mouth_pts: np.ndarray, size: int,
     corners, from `mouth_pts`) is `lip_fraction` of the crop. The crop therefore follows
     the head but does not breathe with the mouth.
     """
-    aligned = np.stack([align_to_template(p, method) for p in stable_pts])
-    mouth = np.stack([apply(a, p) for a, p in zip(aligned, mouth_pts)])
+    aligned = align_all(stable_pts, method)
+    mouth = np.einsum("tij,tnj->tni", aligned[:, :, :2], mouth_pts) + aligned[:, None, :, 2]
     lip_width = float(np.median(np.linalg.norm(mouth[:, LIP_CORNERS[1]] - mouth[:, LIP_CORNERS[0]], axis=1)))
     if not lip_width > 1e-3:
         raise ValueError("degenerate lip width")
     centre = np.median(mouth[:, MOUTH].mean(axis=1), axis=0)
     crop = _place(size * lip_fraction / lip_width, centre, size)
-    transforms = np.stack([compose(crop, a) for a in aligned])
+    transforms = np.concatenate([np.einsum("ij,tjk->tik", crop[:, :2], aligned[:, :, :2]),
+                                 (np.einsum("ij,tj->ti", crop[:, :2], aligned[:, :, 2]) + crop[:, 2])[..., None]], axis=2)
     return transforms, {"lip_width_template": round(lip_width, 3),
                         "lip_centre_template": [round(float(v), 3) for v in centre]}
 

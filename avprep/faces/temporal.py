@@ -1,6 +1,8 @@
 """Filling landmark gaps and smoothing landmark tracks over time."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -50,13 +52,20 @@ def smooth_poly(track: np.ndarray, half_window: int, order: int = 2) -> np.ndarr
     t_len = track.shape[0]
     if half_window < 1 or t_len <= order + 1:
         return track.copy()
-    flat = track.reshape(t_len, -1)
-    out = np.empty_like(flat, dtype=np.float64)
+    flat = track.reshape(t_len, -1).astype(np.float64)
+    return (_poly_weights(t_len, half_window, order) @ flat).reshape(track.shape)
+
+
+@functools.lru_cache(maxsize=16)
+def _poly_weights(t_len: int, half_window: int, order: int) -> np.ndarray:
+    """(T, T) matrix whose row t holds the fitted value's weights at frame t (a clip length
+    repeats across a corpus, so it is computed once per length)."""
+    weights = np.zeros((t_len, t_len))
     for t in range(t_len):
         lo, hi = max(0, t - half_window), min(t_len, t + half_window + 1)
         x = np.arange(lo, hi) - t
         deg = min(order, len(x) - 1)
         basis = np.vander(x, deg + 1, increasing=True).astype(np.float64)
-        weights = np.linalg.pinv(basis)[0]     # the fitted value at x = 0
-        out[t] = weights @ flat[lo:hi]
-    return out.reshape(track.shape)
+        weights[t, lo:hi] = np.linalg.pinv(basis)[0]     # the fitted value at x = 0
+    weights.flags.writeable = False
+    return weights

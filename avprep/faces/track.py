@@ -14,9 +14,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from avprep.faces.detect import Detection, detect, patch_similarity, predict
+from avprep.faces.detect import HOG_WINDOW, Detection, detect, patch_similarity, predict
 
 MISSING, DETECTED, TRACKED = 0, 1, 2
+COARSE_FRACTION = 0.25      # first full-frame pass: faces of a quarter of the short side and up
+MARGIN = 1.2                # the coarse pass must be this much coarser, and its best face this much larger
+                            # (one 6/5 step of the detector's pyramid: the box size's own uncertainty)
 
 
 @dataclass(frozen=True)
@@ -81,12 +84,16 @@ def choose(dets: list[Detection], shape: tuple[int, int], ref: np.ndarray | None
     """The face to follow: nearest `ref` (x, y pixels) if given, else large and central."""
     if not dets:
         return None
-    h, w = shape
     if ref is not None:
         return min(dets, key=lambda d: float(np.hypot(*(d.centre - ref))) / d.side)
+    return max(dets, key=lambda d: rank(d, shape))
+
+
+def rank(det: Detection, shape: tuple[int, int]) -> float:
+    """Side discounted by the distance from the frame centre (never more than the side)."""
+    h, w = shape
     diag = float(np.hypot(w, h))
-    centre = np.array([w / 2, h / 2])
-    return max(dets, key=lambda d: d.side / (1 + 2 * float(np.hypot(*(d.centre - centre))) / diag))
+    return det.side / (1 + 2 * float(np.hypot(det.centre[0] - w / 2, det.centre[1] - h / 2)) / diag)
 
 
 def plausible(prev: np.ndarray, prev_patch: np.ndarray, pts: np.ndarray, patch: np.ndarray,
@@ -135,12 +142,28 @@ class _Tracker:
         if t < self.next_try:
             return None, MISSING
         self.detector_runs += 1
-        det = choose(detect(grey, self.min_face), self.shape, self.ref)
+        det = choose(self._search(grey), self.shape, self.ref)
         if det is None:
             self.next_try = t + self.opts.retry_every
             return None, MISSING
         self.last_check = t
         return self._from_detection(grey, det)
+
+    def _search(self, grey: np.ndarray) -> list[Detection]:
+        """Faces in the whole frame, large ones first. The detector's cost grows with the
+        square of its scale, so the frame is first searched for faces of COARSE_FRACTION of
+        its short side and up (at least HOG_WINDOW: never upsampled). `choose` ranks a face
+        at most by its side, so when the best of those ranks above MARGIN x that size, no
+        smaller face could be chosen instead and the fine search (down to `min_face`) is
+        skipped. With a reference position (hint, last face) a small face near it could
+        win: then the fine search always runs."""
+        coarse = max(COARSE_FRACTION * min(self.shape), HOG_WINDOW)     # never upsampled
+        if self.ref is None and coarse >= MARGIN * self.min_face:
+            dets = detect(grey, coarse)
+            best = choose(dets, self.shape, None)
+            if best is not None and rank(best, self.shape) >= MARGIN * coarse:
+                return dets
+        return detect(grey, self.min_face)
 
     def _verify(self, grey: np.ndarray, box: np.ndarray) -> Detection | None:
         """Re-detect in a region a little larger than the tracked box; it must overlap the box."""
