@@ -254,12 +254,15 @@ def _part_options(task: Optional[str], split: Optional[str], fold: Optional[int]
         raise ConfigError("esc50 has folds, not splits: use --fold N or --folds all")
     if task in ("ucf101", "hmdb51") and (fold is not None or folds):
         raise ConfigError(f"{task} has splits, not folds: use --split 1, 2, 3 or all")
+    if task in ("lrw", "dfdc") and (split is not None or fold is not None or folds):
+        raise ConfigError(f"{task} has no --split / --fold: LRW trains on its train build and tests on --test-shards; "
+                          "DFDC takes --test-shards or --set task.train_list/test_list (Chugh et al. lists)")
     return sets, every
 
 
 @app.command()
 def finetune(
-    task: Optional[str] = typer.Option(None, help="ucf101, hmdb51 or esc50 (task.name)."),
+    task: Optional[str] = typer.Option(None, help="ucf101, hmdb51, esc50, lrw or dfdc (task.name)."),
     shards: Optional[str] = typer.Option(None, help="Labelled shards of one build (avprep build ucf101|hmdb51|esc50): "
                                                    "the split / fold picks train and test samples. " + SHARDS_HELP),
     val_shards: Optional[str] = typer.Option(None, help="Held-out shards, scored at the end (task.val_shards)."),
@@ -275,7 +278,7 @@ def finetune(
     folds: Optional[str] = typer.Option(None, help="ESC-50: 'all' runs folds 1-5 (OUT/fold-N) and writes the mean."),
     mode: Optional[str] = typer.Option(None, help="full (finetune everything, the paper) or linear (frozen encoders)."),
     features: Optional[str] = typer.Option(None, help="Visual tasks: global, local or both (concatenated; default)."),
-    clips: Optional[int] = typer.Option(None, help="Test clips per video (task.clips, default 10)."),
+    clips: Optional[int] = typer.Option(None, help="Test clips per video (task.clips; default 10, LRW 1)."),
     config: Optional[Path] = typer.Option(None, help="JSON config (sections model, loss, data, train, task)."),
     preset: Optional[str] = typer.Option(None, help=PRESET_HELP + " Default with a checkpoint --init: its "
                                                    "architecture."),
@@ -297,7 +300,7 @@ def finetune(
             config = _resume_config(out, config)
         elif task is None or init is None:
             from glcm.config import ConfigError
-            raise ConfigError("give --task (ucf101, hmdb51 or esc50) and --init (a checkpoint.pt or scratch)")
+            raise ConfigError("give --task (ucf101, hmdb51, esc50, lrw or dfdc) and --init (a checkpoint.pt or scratch)")
         adopt = init not in (None, "scratch") and preset is None and config is None
         cfg = load_finetune_config(config, list(set_) + [f"{k}={v}" for k, v in {
             "task.name": task, "task.init": init, "data.shards": shards, "task.val_shards": val_shards,

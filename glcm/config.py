@@ -115,35 +115,48 @@ class GLCMConfig:
 @dataclass(frozen=True)
 class Task:
     """A downstream task: its class count, the stream its head reads, how its samples are
-    split (UCF101/HMDB51 splits 1-3, ESC-50 folds 1-5), its metric and the paper's number."""
+    split (UCF101/HMDB51 splits 1-3, ESC-50 folds 1-5, LRW the samples' own split, DFDC
+    train/test list files or separate test shards), its metric, test clips per video and
+    the paper's number."""
     classes: int
-    modality: str       # video or audio
-    protocol: str       # split or fold
-    metric: str         # top1 (video-level: softmax averaged over the clips of a video)
-    paper: float        # the paper's number (percent)
+    modality: str           # video or audio
+    protocol: str           # split, fold, given (meta.split) or lists
+    metric: str             # top1 (video-level: softmax averaged over clips) or auc (video ROC AUC)
+    paper: float | None     # the paper's number (percent); None: the paper gives none
+    clips: int = 10         # default test clips per video
+    temporal: bool = False  # a temporal-conv backend over per-frame features (LRW)
 
 
 TASKS = {
     "ucf101": Task(101, "video", "split", "top1", 91.2),
     "hmdb51": Task(51, "video", "split", "top1", 61.9),
     "esc50": Task(50, "audio", "fold", "top1", 80.1),
+    "lrw": Task(500, "video", "given", "top1", None, clips=1, temporal=True),
+    "dfdc": Task(2, "video", "lists", "auc", 96.7),
 }
-PAPER_NUMBERS = {"ucf101": 91.2, "hmdb51": 61.9, "esc50": 80.1, "dfdc": 96.7}   # DFDC: video ROC AUC
+PAPER_NUMBERS = {name: t.paper for name, t in TASKS.items() if t.paper is not None}
+# Task defaults, applied after the preset and before --config / --set: LRW clips are 29
+# frames (28 = the longest multiple of model.global_stride 4) of grey lip crops.
+TASK_DEFAULTS = {"lrw": ["data.frames=28", "data.grey_prob=0"]}
 
 
 @dataclass
 class TaskConfig:
-    name: str = "ucf101"            # ucf101, hmdb51 or esc50 (TASKS)
+    name: str = "ucf101"            # ucf101, hmdb51, esc50, lrw or dfdc (TASKS)
     init: str = "scratch"           # a glcm checkpoint.pt or export-encoder file, or scratch (random init)
     mode: str = "full"              # full: finetune encoders and head; linear: frozen encoders (linear probe)
     features: str = "both"          # visual tasks: global, local or both encoders' features (concatenated)
     split: int = 1                  # UCF101/HMDB51: split 1-3 (extra.splits of the samples)
     fold: int = 1                   # ESC-50: test fold 1-5 (extra.fold); the other folds train
     classes: int = 0                # head size; 0: the task's own class count
-    clips: int = 10                 # test clips per video, uniformly spaced, centre crop; softmax averaged
+    clips: int = 0                  # test clips per video, uniformly spaced, centre crop; 0: the task's (10; LRW 1)
     dropout: float = 0.5            # before the linear head
     val_shards: str = ""            # optional held-out shards, scored like the test set at the end
     test_shards: str = ""           # test shards; empty: the test split/fold of data.shards
+    boundary: bool = False          # LRW: feed the word-boundary vector (extra.word_duration) to the backend
+    temporal_width: int = 256       # LRW: channels of the temporal-conv backend
+    train_list: str = ""            # DFDC: Chugh et al. train list (lines <id>.dfdc_train_part_NN)
+    test_list: str = ""             # DFDC: Chugh et al. test list
 
 
 @dataclass
@@ -400,8 +413,8 @@ def validate_finetune(cfg: FinetuneConfig) -> FinetuneConfig:
     for key, allowed in TASK_CHOICES.items():
         if _get(cfg, key) not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}, got {_get(cfg, key)!r}")
-    if t.classes < 0 or t.clips < 1:
-        raise ConfigError("task.classes cannot be negative and task.clips must be positive")
+    if t.classes < 0 or t.clips < 0 or t.temporal_width < 1:
+        raise ConfigError("task.classes and task.clips cannot be negative; task.temporal_width must be positive")
     if not (math.isfinite(t.dropout) and 0 <= t.dropout < 1):
         raise ConfigError(f"task.dropout must be in [0, 1), got {t.dropout}")
     if not t.init:
@@ -416,7 +429,18 @@ def load_finetune_config(path: str | Path | None = None, overrides: list[str] | 
     cfg = finetune_preset(preset)
     if model:
         from_dict({"model": model}, cfg)
+    apply_overrides(cfg, TASK_DEFAULTS.get(task_name(path, overrides or []), []))
     if path:
         from_dict(read_json(path), cfg)
     apply_overrides(cfg, overrides or [])
     return validate_finetune(cfg)
+
+
+def task_name(path: str | Path | None, overrides: list[str]) -> str:
+    """The task a finetuning config will have: the last --set task.name, else the file's."""
+    for pair in reversed(overrides):
+        key, _, value = pair.partition("=")
+        if key.strip() == "task.name":
+            return value.strip()
+    task = read_json(path).get("task") if path else None
+    return str(task.get("name", "")) if isinstance(task, dict) else TaskConfig.name

@@ -342,8 +342,9 @@ class BatchStage:
 
 
 def collate(clips: list[dict], worker: int, skipped: dict[str, int]) -> dict:
-    """Stack the clips' arrays (frames, mel: whichever the clips carry) and labels."""
-    out = {name: torch.from_numpy(np.stack([c[name] for c in clips])) for name in ("frames", "mel") if name in clips[0]}
+    """Stack the clips' arrays (frames, mel, boundary: whichever the clips carry) and labels."""
+    out = {name: torch.from_numpy(np.stack([c[name] for c in clips]))
+           for name in ("frames", "mel", "boundary") if name in clips[0]}
     if "label" in clips[0]:
         out["label"] = torch.tensor([c["label"] for c in clips])
     return {**out, "start": torch.tensor([c["start"] for c in clips]),

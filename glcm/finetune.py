@@ -30,8 +30,8 @@ from glcm.config import TASKS, ConfigError, FinetuneConfig, Task, validate_finet
 from glcm.data import ClipSpec, NoBatchError, SkipCounter, SkipSample, is_member, make_loader
 from glcm.model import prepare_frames
 from glcm.heads import Classifier, encoder_names, freeze_backbones, load_init
-from glcm.labelled import Reader, Scan, Selection, decode_train, label_of, scan, test_windows
-from glcm.plot import plot_confusion, plot_per_class
+from glcm.labelled import Reader, Scan, Selection, decode_train, label_of, read_list, scan, test_windows
+from glcm.plot import plot_confusion, plot_per_class, plot_roc
 from glcm.train import Job, LoopTrainer, resolve_shards, run_job
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,33 @@ def classes_of(cfg: FinetuneConfig) -> int:
     return cfg.task.classes or task_of(cfg).classes
 
 
+def clips_of(cfg: FinetuneConfig) -> int:
+    return cfg.task.clips or task_of(cfg).clips
+
+
 def where(cfg: FinetuneConfig) -> tuple[str, int]:
-    """("split", n) or ("fold", n): the part of the protocol this run is."""
+    """(protocol, split or fold number; 0 for LRW's and DFDC's protocols)."""
     task = task_of(cfg)
-    return task.protocol, cfg.task.split if task.protocol == "split" else cfg.task.fold
+    return task.protocol, {"split": cfg.task.split, "fold": cfg.task.fold}.get(task.protocol, 0)
+
+
+def reader_of(cfg: FinetuneConfig) -> Reader:
+    task = task_of(cfg)
+    return Reader(task.modality, classes_of(cfg), cfg.task.boundary and task.temporal)
+
+
+def selection(cfg: FinetuneConfig, role: str) -> Selection:
+    """The samples of `role` (train or test) in --shards; DFDC reads its list files."""
+    protocol, number = where(cfg)
+    listed = cfg.task.train_list if role == "train" else cfg.task.test_list
+    ids = read_list(listed) if protocol == "lists" and listed else None
+    return Selection(protocol, number, role, ids)
+
+
+def build_classifier(cfg: FinetuneConfig) -> Classifier:
+    t, task = cfg.task, task_of(cfg)
+    return Classifier(cfg.model, encoder_names(task.modality, t.features), classes_of(cfg), t.dropout,
+                      t.temporal_width if task.temporal else 0, t.boundary and task.temporal)
 
 
 class FinetuneTrainer(LoopTrainer):
@@ -63,8 +86,7 @@ class FinetuneTrainer(LoopTrainer):
 
     def build_model(self) -> Classifier:
         t = self.cfg.task
-        model = Classifier(self.cfg.model, encoder_names(task_of(self.cfg).modality, t.features),
-                           classes_of(self.cfg), t.dropout)
+        model = build_classifier(self.cfg)
         if t.init != "scratch" and self.load_weights:
             load_init(model, t.init)
         if t.mode == "linear":
@@ -82,7 +104,8 @@ class FinetuneTrainer(LoopTrainer):
                 frames = prepare_frames(frames, True)
         if mel is not None:
             mel = mel.to(self.device, non_blocking=True)
-        return frames, mel
+        boundary = batch.get("boundary")
+        return frames, mel, None if boundary is None else boundary.to(self.device, non_blocking=True)
 
     def batch_step(self, batch: dict) -> dict[str, torch.Tensor]:
         self.start_step()
@@ -123,11 +146,23 @@ def check_samples(cfg: FinetuneConfig, found: Scan, option: str, role: str) -> N
         raise ConfigError(f"{option}: task {name} reads the {task.modality}, but every sample is {kind}")
     if role != "all":
         check_part(cfg, labelled, option, role)
+    if task.metric == "auc" and role != "train":
+        test = [m for m in labelled if role == "all" or selection(cfg, role)(m)]
+        if len({m.labels["label_index"] for m in test}) < 2:
+            raise ConfigError(f"{option}: the {name} test samples are all of one class; ROC AUC needs "
+                              "REAL and FAKE videos")
 
 
 def check_part(cfg: FinetuneConfig, metas: list, option: str, role: str) -> None:
     """The split / fold must exist in the samples and hold `role` samples."""
     protocol, number = where(cfg)
+    if protocol in ("given", "lists"):
+        if not any(selection(cfg, role)(m) for m in metas):
+            what = (f"samples with split {role!r} (an `avprep build lrw` split folder)" if protocol == "given" else
+                    f"samples named in task.{role}_list" if getattr(cfg.task, f"{role}_list") else "samples")
+            hint = "; give --test-shards" if role == "test" else ""
+            raise ConfigError(f"{option}: no {what}{hint}")
+        return
     if protocol == "split":
         have = sorted({s for m in metas if isinstance(m.extra.get("splits"), dict) for s in m.extra["splits"]})
         if str(number) not in have:
@@ -139,7 +174,7 @@ def check_part(cfg: FinetuneConfig, metas: list, option: str, role: str) -> None
         if number not in have:
             raise ConfigError(f"{option}: no sample is in fold {number} (folds present: "
                               f"{', '.join(map(str, have)) or 'none; the samples carry no extra.fold'})")
-    if not any(Selection(protocol, number, role)(m) for m in metas):
+    if not any(selection(cfg, role)(m) for m in metas):
         raise ConfigError(f"{option}: {protocol} {number} holds no {role} sample")
 
 
@@ -154,12 +189,15 @@ def check_finetune(cfg: FinetuneConfig) -> dict[str, list[str]]:
     train = scan(urls["--shards"])
     check_samples(cfg, train, "--shards", "train")
     if not t.test_shards:
+        if task_of(cfg).protocol == "lists" and not t.test_list:
+            raise ConfigError(f"{t.name}: give --test-shards, or --set task.test_list=FILE (Chugh et al.) "
+                              "to test on listed videos of --shards")
         check_samples(cfg, train, "--shards", "test")
     for option in ("--test-shards", "--val-shards"):
         if option in urls:
             check_samples(cfg, scan(urls[option]), option, "all")
     if t.init != "scratch":
-        load_init(Classifier(cfg.model, encoder_names(task_of(cfg).modality, t.features), classes_of(cfg)), t.init)
+        load_init(build_classifier(cfg), t.init)
     return urls
 
 
@@ -175,7 +213,7 @@ def score_videos(model: Classifier, urls: list[str], select, cfg: FinetuneConfig
     """Every selected sample once: N test windows -> softmax per clip; then the mean per
     video (item_id; the clips of all its samples). Unreadable samples are skipped and counted."""
     model.eval()
-    spec, reader = clip_spec(cfg), Reader(task_of(cfg).modality, classes_of(cfg))
+    spec, reader = clip_spec(cfg), reader_of(cfg)
     counter = SkipCounter()
     source = wds.DataPipeline(wds.SimpleShardList(urls),
                               wds.tarfile_to_samples(handler=counter.tar_error, select_files=is_member))
@@ -186,7 +224,7 @@ def score_videos(model: Classifier, urls: list[str], select, cfg: FinetuneConfig
             if not select(sample.meta):
                 continue
             label = label_of(sample.meta, reader.classes)
-            clips = test_windows(sample, spec, reader, cfg.task.clips)
+            clips = test_windows(sample, spec, reader, clips_of(cfg))
         except SkipSample as exc:
             counter.skip(exc.reason, raw.get("__key__", "?"), str(exc))
             continue
@@ -194,9 +232,10 @@ def score_videos(model: Classifier, urls: list[str], select, cfg: FinetuneConfig
         labels[vid], names[label] = label, str(sample.meta.labels.get("label", label))
         frames = torch.from_numpy(clips["frames"]).to(device) if "frames" in clips else None
         mel = torch.from_numpy(clips["mel"]).to(device) if "mel" in clips else None
+        boundary = torch.from_numpy(clips["boundary"]).to(device) if "boundary" in clips else None
         ctx = torch.autocast(device.type, dtype=amp) if amp else torch.autocast(device.type, enabled=False)
         with ctx:
-            logits = model(frames, mel)
+            logits = model(frames, mel, boundary)
         probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         ids += [vid] * len(probs[-1])
     return {"probs": probs, "ids": ids, "labels": labels, "names": names, "skipped": dict(counter.counts)}
@@ -210,7 +249,9 @@ def summarise(scored: dict, cfg: FinetuneConfig) -> tuple[dict, list[dict], np.n
     ids, probs = metrics.video_average(np.concatenate(scored["probs"]), scored["ids"])
     labels = np.array([scored["labels"][v] for v in ids])
     result = {"top1": metrics.top1(labels, probs), "top5": metrics.top_k(labels, probs, 5),
-              "videos": len(ids), "clips_per_video": cfg.task.clips, "skipped": scored["skipped"]}
+              "videos": len(ids), "clips_per_video": clips_of(cfg), "skipped": scored["skipped"]}
+    if task_of(cfg).metric == "auc":              # DFDC: the mean clip P(fake) per video, continuous
+        result["auc"] = metrics.auc(labels, probs[:, 1])
     rows = []
     for vid, label, p in zip(ids, labels, probs):
         best = np.argsort(-p)[:5]
@@ -232,6 +273,8 @@ def write_predictions(rows: list[dict], path: Path) -> None:
 def run_facts(cfg: FinetuneConfig) -> dict:
     protocol, number = where(cfg)
     t = cfg.task
+    if protocol in ("given", "lists"):
+        protocol, number = "split", ("lists" if t.test_list else "test shards") if protocol == "lists" else "test"
     return {"task": t.name, "init": "scratch" if t.init == "scratch" else "pretrained", "init_path": t.init,
             "mode": t.mode, "features": t.features if task_of(cfg).modality == "video" else "audio",
             protocol: number, "metric": task_of(cfg).metric, "paper": task_of(cfg).paper}
@@ -243,10 +286,10 @@ def evaluate_run(trainer: FinetuneTrainer, urls: dict[str, list[str]], last: dic
     cfg, out = trainer.cfg, Path(trainer.cfg.train.out)
     protocol, number = where(cfg)
     test_urls = urls.get("--test-shards") or urls["--shards"]
-    select = Selection(protocol, number, "all" if "--test-shards" in urls else "test")
+    select = Selection(protocol, number, "all") if "--test-shards" in urls else selection(cfg, "test")
     scored = score_videos(trainer.model, test_urls, select, cfg, trainer.device, trainer.amp)
     result, rows, probs = summarise(scored, cfg)
-    found = {**run_facts(cfg), **result, "value": result["top1"], "steps": trainer.step,
+    found = {**run_facts(cfg), **result, "value": result[task_of(cfg).metric], "steps": trainer.step,
              "train_skipped": last.get("skipped_by_reason", {})}
     if "--val-shards" in urls:
         val = summarise(score_videos(trainer.model, urls["--val-shards"], Selection(protocol, number, "all"), cfg,
@@ -261,6 +304,9 @@ def evaluate_run(trainer: FinetuneTrainer, urls: dict[str, list[str]], last: dic
     plot_per_class(per_class, names, out / "per_class.png", f"{cfg.task.name} {protocol} {number}: per-class accuracy")
     found["per_class"] = {names[c]: a for c, a in per_class.items()}
     found["pictures"] = {"confusion": "confusion.png", "per_class": "per_class.png", "curves": "curves.png"}
+    if "auc" in result:
+        plot_roc(labels, probs[:, 1], out / "roc.png", f"{cfg.task.name}: video ROC AUC {result['auc']:.3f}")
+        found["pictures"]["roc"] = "roc.png"
     write_predictions(rows, out / "predictions.csv")
     atomic_write(out / "metrics.json", json.dumps(found, indent=2) + "\n")
     return found
@@ -270,16 +316,15 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
     """One finetuning run; returns the last training record with the test metrics
     (`metrics`) when the run finished all its steps."""
     urls: dict[str, list[str]] = {}
-    reader = Reader(task_of(cfg).modality, classes_of(cfg))
+    reader = reader_of(cfg)
 
     def prepare() -> None:
         urls.update(check_finetune(cfg))
 
     def loader(trainer: LoopTrainer):
-        protocol, number = where(cfg)
         return make_loader(urls["--shards"], cfg.data, cfg.train.batch_size, clip_spec(cfg), cfg.train.epoch_batches,
                            seed_offset=trainer.step, pin_memory=trainer.device.type == "cuda",
-                           decode=_Decode(reader), select=Selection(protocol, number, "train"))
+                           decode=_Decode(reader), select=selection(cfg, "train"))
 
     def finish(trainer: LoopTrainer, last: dict) -> dict:
         return {**last, "metrics": evaluate_run(trainer, urls, last)}
@@ -302,6 +347,8 @@ def finetune_all(cfg: FinetuneConfig, resume: bool = False) -> dict:
     """Every split (UCF101/HMDB51) or fold (ESC-50) into OUT/split-N or OUT/fold-N, then
     OUT/metrics.json with each part's top-1 and their mean (the protocol's figure)."""
     protocol = task_of(cfg).protocol
+    if protocol not in ("split", "fold"):
+        raise ConfigError(f"{cfg.task.name} has no splits or folds to run all of; drop --split all / --folds all")
     numbers = (1, 2, 3) if protocol == "split" else (1, 2, 3, 4, 5)
     out, parts = Path(cfg.train.out), {}
     if not cfg.train.out:

@@ -32,18 +32,70 @@ def build_backbone(name: str, cfg: ModelConfig) -> nn.Module:
     return ResNet3d(width, cfg.blocks, cfg.stem_kt, cfg.output_stride)
 
 
-class Classifier(nn.Module):
-    """Encoders' backbones -> pooled features (concatenated) -> dropout -> linear."""
+class TemporalBlock(nn.Module):
+    """Multi-scale temporal convolution (MS-TCN style, mpc001): parallel branches of kernel
+    3, 5 and 7 at one dilation, concatenated, a 1x1 mix, BatchNorm, residual, ReLU."""
 
-    def __init__(self, cfg: ModelConfig, names: list[str], classes: int, dropout: float = 0.5):
+    def __init__(self, cin: int, cout: int, dilation: int, kernels: tuple[int, ...] = (3, 5, 7)):
         super().__init__()
-        self.cfg, self.names = cfg, names
+        branch = max(1, cout // len(kernels))
+        self.branches = nn.ModuleList(nn.Sequential(
+            nn.Conv1d(cin, branch, k, padding=dilation * (k - 1) // 2, dilation=dilation, bias=False),
+            nn.BatchNorm1d(branch), nn.ReLU(inplace=True)) for k in kernels)
+        self.mix = nn.Sequential(nn.Conv1d(branch * len(kernels), cout, 1, bias=False), nn.BatchNorm1d(cout))
+        self.skip = nn.Conv1d(cin, cout, 1, bias=False) if cin != cout else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(self.mix(torch.cat([b(x) for b in self.branches], dim=1)) + self.skip(x))
+
+
+class TemporalBackend(nn.Module):
+    """(B, C, T) per-frame features -> (B, width) : three temporal blocks (dilation 1, 2, 4),
+    then the mean over time."""
+
+    def __init__(self, cin: int, width: int):
+        super().__init__()
+        self.blocks = nn.Sequential(*(TemporalBlock(cin if i == 0 else width, width, d) for i, d in enumerate((1, 2, 4))))
+        self.out_channels = width
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.blocks(x).mean(dim=2)
+
+
+class Classifier(nn.Module):
+    """Encoders' backbones -> pooled features (concatenated) -> dropout -> linear. With a
+    temporal backend (LRW) the features stay per frame (the global path's every s-th frame
+    repeated s times), optionally with the word-boundary vector as one more channel."""
+
+    def __init__(self, cfg: ModelConfig, names: list[str], classes: int, dropout: float = 0.5,
+                 temporal_width: int = 0, boundary: bool = False):
+        super().__init__()
+        self.cfg, self.names, self.boundary = cfg, names, boundary
         self.backbones = nn.ModuleDict({n: build_backbone(n, cfg) for n in names})
         dim = sum(b.out_channels for b in self.backbones.values())
+        self.backend = TemporalBackend(dim + int(boundary), temporal_width) if temporal_width else None
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(dim, classes)
+        self.fc = nn.Linear(temporal_width or dim, classes)
 
-    def features(self, frames: Tensor | None = None, mel: Tensor | None = None) -> Tensor:
+    def per_frame(self, frames: Tensor) -> Tensor:
+        """(B, C, T) features of the visual backbones, pooled over space only."""
+        x = prepare_frames(frames)
+        t, parts = x.shape[2], []
+        if "global" in self.backbones:
+            s = self.cfg.global_stride
+            g = self.backbones["global"](x[:, :, ::s]).mean(dim=(3, 4))
+            parts.append(g.repeat_interleave(s, dim=2)[:, :, :t])
+        if "local" in self.backbones:
+            parts.append(self.backbones["local"](x).mean(dim=(3, 4)))
+        return torch.cat(parts, dim=1)
+
+    def features(self, frames: Tensor | None = None, mel: Tensor | None = None,
+                 boundary: Tensor | None = None) -> Tensor:
+        if self.backend is not None:
+            x = self.per_frame(frames)
+            if self.boundary:
+                x = torch.cat([x, boundary.to(x.dtype)[:, None, :]], dim=1)
+            return self.backend(x)
         parts = []
         if "audio" in self.backbones:
             parts.append(self.backbones["audio"](mel.float()).mean(dim=2))
@@ -55,8 +107,9 @@ class Classifier(nn.Module):
                 parts.append(self.backbones["local"](x).mean(dim=(2, 3, 4)))
         return torch.cat(parts, dim=1)
 
-    def forward(self, frames: Tensor | None = None, mel: Tensor | None = None) -> Tensor:
-        return self.fc(self.dropout(self.features(frames, mel)))
+    def forward(self, frames: Tensor | None = None, mel: Tensor | None = None,
+                boundary: Tensor | None = None) -> Tensor:
+        return self.fc(self.dropout(self.features(frames, mel, boundary)))
 
 
 def init_states(path: str | Path, names: list[str]) -> tuple[dict[str, dict], ModelConfig]:

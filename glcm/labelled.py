@@ -14,23 +14,29 @@
 """
 from __future__ import annotations
 
+import re
 import tarfile
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from avprep.format import FormatError, Sample, SampleMeta, is_command_or_url, open_sample, parse_meta
+from glcm.config import ConfigError
 from glcm.data import ClipSpec, SkipSample, colour_augment, decode_frames
 
 
 @dataclass(frozen=True)
 class Selection:
     """Which samples of a build a run's train or test set holds. `role`: train, test or
-    all (a separate --test-shards / --val-shards build is taken whole)."""
-    protocol: str          # split or fold
+    all (a separate --test-shards / --val-shards build is taken whole). Protocols: split
+    (extra.splits[number]), fold (extra.fold), given (the sample's own `split`, LRW) and
+    lists (`ids`: the DFDC list keys of this role; None: every sample)."""
+    protocol: str          # split, fold, given or lists
     number: int            # the split (1-3) or the fold (1-5)
     role: str
+    ids: frozenset | None = None
 
     def __call__(self, meta: SampleMeta) -> bool:
         if self.role == "all":
@@ -38,8 +44,59 @@ class Selection:
         if self.protocol == "split":
             splits = meta.extra.get("splits")
             return isinstance(splits, dict) and splits.get(str(self.number)) == self.role
+        if self.protocol == "given":
+            return meta.split == self.role
+        if self.protocol == "lists":
+            return self.ids is None or dfdc_key(meta.item_id) in self.ids
         fold = meta.extra.get("fold")
         return fold is not None and (fold == self.number) == (self.role == "test")
+
+
+_PART = re.compile(r"dfdc_train_part_(\d+)$")
+
+
+def dfdc_key(name: str) -> tuple[int, str] | None:
+    """(part number, video stem) of a DFDC item_id `dfdc_train_part_N/<id>.mp4` or a list
+    line `<id>[.mp4].dfdc_train_part_NN`; None if it is neither."""
+    if "/" in name:
+        part, _, video = name.rpartition("/")
+    else:
+        video, _, part = name.rpartition(".")
+    m = _PART.search(part)
+    stem = video[:-4] if video.endswith(".mp4") else video
+    return (int(m.group(1)), stem) if m and stem else None
+
+
+def read_list(path: str) -> frozenset:
+    """The keys of a Chugh et al. DFDC list file (one `<id>.dfdc_train_part_NN` per line)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read list {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    keys = set()
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        key = dfdc_key(line.split()[0])
+        if key is None:
+            raise ConfigError(f"{path}:{n}: expected `<id>.dfdc_train_part_NN`, got {line.strip()[:60]!r}")
+        keys.add(key)
+    if not keys:
+        raise ConfigError(f"list {path} names no video")
+    return frozenset(keys)
+
+
+def word_boundary(meta: SampleMeta) -> np.ndarray:
+    """LRW: float32 (T,) ones over the centred span of word_duration x fps frames (all ones
+    when the duration is unknown)."""
+    n, duration = meta.num_frames, meta.extra.get("word_duration")
+    out = np.ones(n, dtype=np.float32)
+    if isinstance(duration, (int, float)) and duration > 0:
+        span = min(n, max(1, int(round(duration * meta.fps))))
+        out[:] = 0
+        start = (n - span) // 2
+        out[start:start + span] = 1
+    return out
 
 
 def label_of(meta: SampleMeta, classes: int) -> int:
@@ -57,6 +114,7 @@ class Reader:
     """How a task reads a sample: the stream (video or audio) and the head size."""
     modality: str
     classes: int
+    boundary: bool = False      # add the word-boundary vector of the window (LRW)
 
     def open(self, raw: dict, spec: ClipSpec) -> Sample:
         try:
@@ -76,19 +134,20 @@ class Reader:
         """One window from `start` (looped over a short sample): frames RGB or a mel."""
         n = sample.meta.num_frames
         indices = [(start + i) % n for i in range(spec.frames)]
+        extra = {"boundary": word_boundary(sample.meta)[indices]} if self.boundary else {}
         try:
             if self.modality == "audio":
                 k = sample.meta.mel_per_frame
                 mel = sample.mel_window(0, n).reshape(spec.n_mels, n, k)[:, indices].reshape(spec.n_mels, -1)
-                return {"mel": np.ascontiguousarray(mel)}
+                return {"mel": np.ascontiguousarray(mel), **extra}
             bgr, _ = decode_frames(sample, indices, spec, rng)
         except FormatError as exc:
             raise SkipSample(exc.reason, exc.detail) from None
         except (ValueError, IndexError, OSError) as exc:
             raise SkipSample("decode_error", f"{type(exc).__name__}: {exc}") from None
         if rng is None:
-            return {"frames": np.ascontiguousarray(bgr[..., ::-1])}
-        return {"frames": colour_augment(bgr, spec, rng)}
+            return {"frames": np.ascontiguousarray(bgr[..., ::-1]), **extra}
+        return {"frames": colour_augment(bgr, spec, rng), **extra}
 
 
 def decode_train(raw: dict, spec: ClipSpec, rng: np.random.Generator, reader: Reader) -> dict:

@@ -55,13 +55,18 @@ def per_class_accuracy(labels: np.ndarray, predictions: np.ndarray) -> dict[int,
     return {int(c): float((predictions[labels == c] == c).mean()) for c in np.unique(labels)}
 
 
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC of continuous scores (1 = the positive class, e.g. FAKE)."""
+    return float(roc_auc_score(labels, scores))
+
+
 def video_auc(labels: np.ndarray, clip_scores: np.ndarray, video_ids: list[str]) -> float:
     """DFDC: ROC AUC of the mean clip score per video (labels per clip, 1 = fake)."""
     ids, scores = video_average(np.asarray(clip_scores, dtype=np.float64), video_ids)
     first = {}
     for vid, label in zip(video_ids, labels):
         first.setdefault(vid, label)
-    return float(roc_auc_score([first[v] for v in ids], scores))
+    return auc(np.array([first[v] for v in ids]), scores)
 
 
 def mean_of(values: list[float]) -> float:

@@ -80,3 +80,17 @@ def plot_per_class(accuracy: dict[int, float], names: dict[int, str], png_path: 
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
     save_figure(fig, png_path)
+
+
+def plot_roc(labels, scores, png_path: str | Path, title: str) -> None:
+    """The ROC curve of continuous scores (sklearn.metrics.roc_curve)."""
+    from sklearn.metrics import roc_curve
+    fpr, tpr, _ = roc_curve(labels, scores)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot(fpr, tpr, lw=2)
+    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    save_figure(fig, png_path)

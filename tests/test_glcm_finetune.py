@@ -256,7 +256,7 @@ BAD = [
      "esc50 has folds, not splits"),
     ("no task", lambda t, p: ["--shards", "x", "--init", "scratch"], "give --task"),
     ("unknown task", lambda t, p: ["--task", "lrw9", "--shards", visual_shards(t / "v"), "--init", "scratch"],
-     "task.name must be one of ucf101, hmdb51, esc50"),
+     "task.name must be one of ucf101, hmdb51, esc50, lrw, dfdc"),
     ("no shards", lambda t, p: ["--task", "ucf101", "--shards", t / "none-*.tar", "--init", "scratch"],
      "no shards found"),
 ]
