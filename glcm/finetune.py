@@ -15,7 +15,6 @@ import copy
 import csv
 import io
 import json
-import logging
 import os
 from pathlib import Path
 
@@ -24,18 +23,16 @@ import torch
 import torch.nn.functional as F
 import webdataset as wds
 
+from avprep.format import FormatError, parse_meta
 from avprep.fsio import atomic_write, make_output_dir
 from glcm import metrics
 from glcm.config import TASKS, ConfigError, FinetuneConfig, Task, validate_finetune
 from glcm.data import ClipSpec, NoBatchError, SkipCounter, SkipSample, is_member, make_loader
-from glcm.model import prepare_frames
 from glcm.heads import Classifier, encoder_names, freeze_backbones, load_init
+from glcm.model import prepare_frames
 from glcm.labelled import Reader, Scan, Selection, decode_train, label_of, read_list, scan, test_windows
 from glcm.plot import plot_confusion, plot_per_class, plot_roc
 from glcm.train import Job, LoopTrainer, resolve_shards, run_job
-
-log = logging.getLogger(__name__)
-
 
 def task_of(cfg: FinetuneConfig) -> Task:
     return TASKS[cfg.task.name]
@@ -147,7 +144,8 @@ def check_samples(cfg: FinetuneConfig, found: Scan, option: str, role: str) -> N
     if role != "all":
         check_part(cfg, labelled, option, role)
     if task.metric == "auc" and role != "train":
-        test = [m for m in labelled if role == "all" or selection(cfg, role)(m)]
+        chosen = selection(cfg, role) if role != "all" else Selection("lists", 0, "all")
+        test = [m for m in labelled if chosen(m)]
         if len({m.labels["label_index"] for m in test}) < 2:
             raise ConfigError(f"{option}: the {name} test samples are all of one class; ROC AUC needs "
                               "REAL and FAKE videos")
@@ -156,8 +154,9 @@ def check_samples(cfg: FinetuneConfig, found: Scan, option: str, role: str) -> N
 def check_part(cfg: FinetuneConfig, metas: list, option: str, role: str) -> None:
     """The split / fold must exist in the samples and hold `role` samples."""
     protocol, number = where(cfg)
+    chosen = selection(cfg, role)
     if protocol in ("given", "lists"):
-        if not any(selection(cfg, role)(m) for m in metas):
+        if not any(chosen(m) for m in metas):
             what = (f"samples with split {role!r} (an `avprep build lrw` split folder)" if protocol == "given" else
                     f"samples named in task.{role}_list" if getattr(cfg.task, f"{role}_list") else "samples")
             hint = "; give --test-shards" if role == "test" else ""
@@ -174,7 +173,7 @@ def check_part(cfg: FinetuneConfig, metas: list, option: str, role: str) -> None
         if number not in have:
             raise ConfigError(f"{option}: no sample is in fold {number} (folds present: "
                               f"{', '.join(map(str, have)) or 'none; the samples carry no extra.fold'})")
-    if not any(selection(cfg, role)(m) for m in metas):
+    if not any(chosen(m) for m in metas):
         raise ConfigError(f"{option}: {protocol} {number} holds no {role} sample")
 
 
@@ -220,9 +219,12 @@ def score_videos(model: Classifier, urls: list[str], select, cfg: FinetuneConfig
     probs, ids, labels, names = [], [], {}, {}
     for raw in source:
         try:
+            if not select(parse_meta(raw["json"])):
+                continue                          # another split's sample: not read further
+        except (KeyError, FormatError):
+            pass                                  # unreadable metadata: skipped and counted below
+        try:
             sample = reader.open(raw, spec)
-            if not select(sample.meta):
-                continue
             label = label_of(sample.meta, reader.classes)
             clips = test_windows(sample, spec, reader, clips_of(cfg))
         except SkipSample as exc:
@@ -251,6 +253,10 @@ def summarise(scored: dict, cfg: FinetuneConfig) -> tuple[dict, list[dict], np.n
     result = {"top1": metrics.top1(labels, probs), "top5": metrics.top_k(labels, probs, 5),
               "videos": len(ids), "clips_per_video": clips_of(cfg), "skipped": scored["skipped"]}
     if task_of(cfg).metric == "auc":              # DFDC: the mean clip P(fake) per video, continuous
+        if len(set(labels.tolist())) < 2:
+            raise NoBatchError(f"the {len(ids)} test videos that could be scored are all of one class; "
+                               "ROC AUC needs both (skipped: " + (", ".join(f"{k} {v}" for k, v in
+                                                                            sorted(scored["skipped"].items())) or "none") + ")")
         result["auc"] = metrics.auc(labels, probs[:, 1])
     rows = []
     for vid, label, p in zip(ids, labels, probs):

@@ -4,7 +4,6 @@ finetune from a checkpoint, and every bad input as one line (exit 2) before trai
 from __future__ import annotations
 
 import json
-import tarfile
 from pathlib import Path
 
 import numpy as np
