@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
+import tarfile
 
 import numpy as np
-import webdataset as wds
 
 from avprep import fsio
 from avprep.clips import Clip
@@ -52,7 +53,8 @@ class ShardWriter:
     """Writes samples into `path` through `fsio.atomic_writer` (a temporary name unique to this
     process); `commit()` fsyncs and renames it into place, `abort()` removes it.
 
-    webdataset's TarWriter with mtime 0 and fixed owner names: byte-reproducible tars. The
+    Tar members as webdataset's TarWriter writes them (`_TarWriter`), with mtime 0 and fixed
+    owner names: byte-reproducible tars. The
     byte count and sha256 of the tar are kept for the shard's stats. An OS error (full disk,
     read-only folder) removes the temporary file and is an OutputError naming the path.
     """
@@ -63,7 +65,7 @@ class ShardWriter:
         file = self._target.__enter__()
         self.tmp_path = file.name
         self._out = _HashingFile(file)
-        self._tar = wds.TarWriter(self._out, user="avprep", group="avprep", mtime=0, encoder=False)
+        self._tar = _TarWriter(self._out)
         self.count = 0
 
     @property
@@ -98,6 +100,30 @@ class ShardWriter:
             with contextlib.suppress(Exception):   # the tar's end blocks go to the doomed temp file
                 self._tar.close()
             target.__exit__(_Aborted, _Aborted(), None)
+
+
+class _TarWriter:
+    """The bytes webdataset's `TarWriter(f, user="avprep", group="avprep", mtime=0,
+    encoder=False)` writes, from the standard library: importing webdataset imports torch,
+    seconds of every build's start-up (tests/test_startup.py compares the two)."""
+
+    def __init__(self, fileobj):
+        self.tar = tarfile.open(fileobj=fileobj, mode="w|")
+
+    def write(self, sample: dict) -> None:
+        key = sample["__key__"]
+        names = sorted(k for k in sample if not k.startswith("_"))
+        for name in names:
+            if not isinstance(sample[name], (bytes, bytearray, memoryview)):
+                raise ValueError(f"{name} doesn't map to a bytes after encoding ({type(sample[name])})")
+        for name in names:
+            info = tarfile.TarInfo(key + "." + name)
+            info.size, info.mtime, info.mode = len(sample[name]), 0, 0o444
+            info.uname = info.gname = "avprep"
+            self.tar.addfile(info, io.BytesIO(sample[name]))
+
+    def close(self) -> None:
+        self.tar.close()
 
 
 class _HashingFile:

@@ -130,3 +130,23 @@ def test_frames_beyond_audio_are_cut(tmp_path):
     (clip,) = clips(path, cfg_for())
     assert clip.num_frames == 40
     assert clip.mel.shape == (80, 400)
+
+
+def test_log_mel_is_librosas_bit_for_bit():
+    """avprep.audio writes out librosa's STFT, Slaney filters and dB in numpy (no librosa,
+    scipy or numba at start-up); the columns must stay exactly librosa's."""
+    import librosa
+    from avprep.audio import context, log_mel
+    rng = np.random.default_rng(0)
+    noise = (0.1 * rng.standard_normal(24000)).astype(np.float32)
+    quiet = (1e-6 * rng.standard_normal(8000)).astype(np.float32)
+    for cfg in (AudioConfig(), AudioConfig(sample_rate=22050, n_fft=1024, hop_length=441, n_mels=128)):
+        basis = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels)
+        left, right = context(cfg)
+        for signal in (noise, quiet, np.zeros(4000, np.float32)):
+            cols = (signal.size - left - right) // cfg.hop_length
+            spec = librosa.stft(signal[:cols * cfg.hop_length + left + right], n_fft=cfg.n_fft,
+                                hop_length=cfg.hop_length, center=False, window="hann")
+            want = librosa.power_to_db(basis @ (np.abs(spec) ** 2), ref=1.0, amin=1e-10, top_db=None)
+            got = log_mel(signal, cols, cfg)
+            assert got.dtype == np.float32 and np.array_equal(got, want)
