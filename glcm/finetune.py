@@ -16,15 +16,17 @@ import csv
 import io
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 import webdataset as wds
 
 from avprep.format import FormatError, parse_meta
-from avprep.fsio import atomic_write, make_output_dir
+from avprep.fsio import atomic_write, atomic_writer, make_output_dir
 from glcm import metrics
 from glcm.config import TASKS, ConfigError, FinetuneConfig, Task, validate_finetune
 from glcm.data import ClipSpec, NoBatchError, SkipCounter, SkipSample, is_member, make_loader
@@ -208,16 +210,19 @@ def clip_spec(cfg: FinetuneConfig) -> ClipSpec:
 
 @torch.no_grad()
 def score_videos(model: Classifier, urls: list[str], select, cfg: FinetuneConfig, device: torch.device,
-                 amp: torch.dtype | None = None) -> dict:
-    """Every selected sample once: N test windows -> softmax per clip; then the mean per
-    video (item_id; the clips of all its samples). Unreadable samples are skipped and counted."""
+                 amp: torch.dtype | None = None, part: tuple[int, int] = (0, 1)) -> dict:
+    """Every selected sample once: N test windows -> softmax per clip (the mean per video
+    comes in `summarise`). Unreadable samples are skipped and counted. `part` (rank, world):
+    this rank scores samples i with i % world == rank."""
     model.eval()
     spec, reader = clip_spec(cfg), reader_of(cfg)
     counter = SkipCounter()
     source = wds.DataPipeline(wds.SimpleShardList(urls),
                               wds.tarfile_to_samples(handler=counter.tar_error, select_files=is_member))
     probs, ids, labels, names = [], [], {}, {}
-    for raw in source:
+    for i, raw in enumerate(source):
+        if i % part[1] != part[0]:
+            continue
         try:
             if not select(parse_meta(raw["json"])):
                 continue                          # another split's sample: not read further
@@ -241,6 +246,42 @@ def score_videos(model: Classifier, urls: list[str], select, cfg: FinetuneConfig
         probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         ids += [vid] * len(probs[-1])
     return {"probs": probs, "ids": ids, "labels": labels, "names": names, "skipped": dict(counter.counts)}
+
+
+def gather_scored(scored: dict, folder: Path, tag: str, classes: int) -> dict | None:
+    """Under DDP: every rank's clip scores through files in the run folder (npz read with
+    allow_pickle=False, json), merged on rank 0 (None on the others)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return scored
+    rank, world = dist.get_rank(), dist.get_world_size()
+    base = folder / f".eval-{tag}-{rank}"
+    probs = np.concatenate(scored["probs"]) if scored["probs"] else np.zeros((0, classes), np.float32)
+    with atomic_writer(f"{base}.npz", "wb") as f:
+        np.savez(f, probs=probs, ids=np.array(scored["ids"], dtype=str))
+    atomic_write(f"{base}.json", json.dumps({"labels": scored["labels"], "skipped": scored["skipped"],
+                                             "names": {str(k): v for k, v in scored["names"].items()}}))
+    dist.barrier()
+    if rank != 0:
+        return None
+    merged: dict = {"probs": [], "ids": [], "labels": {}, "names": {}, "skipped": Counter()}
+    for r in range(world):
+        base = folder / f".eval-{tag}-{r}"
+        with np.load(f"{base}.npz", allow_pickle=False) as z:
+            merged["probs"].append(z["probs"])
+            merged["ids"] += z["ids"].tolist()
+        part = json.loads(Path(f"{base}.json").read_text())
+        merged["labels"].update(part["labels"])
+        merged["names"].update({int(k): v for k, v in part["names"].items()})
+        merged["skipped"].update(part["skipped"])
+        for ext in (".npz", ".json"):
+            Path(f"{base}{ext}").unlink()
+    merged["probs"] = [p for p in merged["probs"] if len(p)]
+    merged["skipped"] = dict(merged["skipped"])
+    return merged
+
+
+def rank_world() -> tuple[int, int]:
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
 def summarise(scored: dict, cfg: FinetuneConfig) -> tuple[dict, list[dict], np.ndarray]:
@@ -286,20 +327,28 @@ def run_facts(cfg: FinetuneConfig) -> dict:
             protocol: number, "metric": task_of(cfg).metric, "paper": task_of(cfg).paper}
 
 
-def evaluate_run(trainer: FinetuneTrainer, urls: dict[str, list[str]], last: dict) -> dict:
-    """Score the test set (and the val set), write metrics.json, predictions.csv and the
-    pictures into the run folder; return the metrics."""
+def evaluate_run(trainer: FinetuneTrainer, urls: dict[str, list[str]], last: dict) -> dict | None:
+    """Score the test set (and the val set; each rank a share of the samples under DDP);
+    on rank 0 write metrics.json, predictions.csv and the pictures into the run folder and
+    return the metrics (None on the other ranks)."""
     cfg, out = trainer.cfg, Path(trainer.cfg.train.out)
     protocol, number = where(cfg)
     test_urls = urls.get("--test-shards") or urls["--shards"]
     select = Selection(protocol, number, "all") if "--test-shards" in urls else selection(cfg, "test")
-    scored = score_videos(trainer.model, test_urls, select, cfg, trainer.device, trainer.amp)
+    part = rank_world()
+    scored = gather_scored(score_videos(trainer.model, test_urls, select, cfg, trainer.device, trainer.amp, part),
+                           out, "test", classes_of(cfg))
+    val = None
+    if "--val-shards" in urls:
+        val = gather_scored(score_videos(trainer.model, urls["--val-shards"], Selection(protocol, number, "all"), cfg,
+                                         trainer.device, trainer.amp, part), out, "val", classes_of(cfg))
+    if part[0] != 0:
+        return None
     result, rows, probs = summarise(scored, cfg)
     found = {**run_facts(cfg), **result, "value": result[task_of(cfg).metric], "steps": trainer.step,
              "train_skipped": last.get("skipped_by_reason", {})}
-    if "--val-shards" in urls:
-        val = summarise(score_videos(trainer.model, urls["--val-shards"], Selection(protocol, number, "all"), cfg,
-                                     trainer.device, trainer.amp), cfg)[0]
+    if val is not None:
+        val = summarise(val, cfg)[0]
         found["val_top1"], found["val_videos"] = val["top1"], val["videos"]
     labels = np.array([r["label"] for r in rows])
     predictions = probs.argmax(axis=1)
@@ -333,7 +382,10 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
                            decode=_Decode(reader), select=selection(cfg, "train"))
 
     def finish(trainer: LoopTrainer, last: dict) -> dict:
-        return {**last, "metrics": evaluate_run(trainer, urls, last)}
+        found = evaluate_run(trainer, urls, last)
+        if dist.is_initialized():
+            dist.barrier()                        # every rank ends together, after rank 0 has written
+        return last if found is None else {**last, "metrics": found}
 
     job = Job("glcm finetune", prepare, lambda device: FinetuneTrainer(cfg, device, not resume), loader, finish)
     return run_job(cfg, resume, job)

@@ -322,7 +322,7 @@ class Job:
     """What differs between kinds of run (pretraining, finetuning); `run_job` does the rest.
     `prepare` checks everything it can before a lock or a model exists (raising ConfigError);
     `trainer` builds the trainer on a device; `loader` the training batches for it; `finish`
-    (rank 0, only when all train.steps are done) evaluates and returns the record to give back."""
+    (on every rank, only when all train.steps are done) evaluates and returns the record to give back."""
     command: str
     prepare: Callable[[], None]
     trainer: Callable[[torch.device], LoopTrainer]
@@ -351,7 +351,7 @@ def train(cfg: GLCMConfig, resume: bool = False) -> dict:
 def run_job(cfg: GLCMConfig, resume: bool, job: Job) -> dict:
     """The one way a run goes: checks, the output lock (rank 0), the checkpoint rule
     (--resume needs one, a new run must not overwrite one), the trainer (restored on
-    --resume), config.json, the logs, the loop, and the job's `finish` on rank 0."""
+    --resume), config.json, the logs, the loop, and the job's `finish` (every rank)."""
     with StopFlag() as stop:
         job.prepare()
         if not cfg.train.out:
@@ -373,7 +373,7 @@ def run_job(cfg: GLCMConfig, resume: bool, job: Job) -> dict:
             last = run_loop(trainer, loader, log, stop, path, rank, world)
             shutdown_loader(loader)
             loader = None
-            if job.finish is not None and rank == 0 and not last.get("interrupted"):
+            if job.finish is not None and not last.get("interrupted"):
                 last = job.finish(trainer, last)      # a signal now stops it at once (the checkpoint is saved)
             return last
         finally:

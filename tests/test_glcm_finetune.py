@@ -144,6 +144,7 @@ def test_esc50_folds_all_writes_the_mean_and_counts_unreadable_samples(tmp_path)
     assert top["folds"] == {str(f["fold"]): f["top1"] for f in folds}
     # the broken sample (fold unknown) is skipped and counted while training, never fatal
     assert any(f["train_skipped"].get("bad_json", 0) >= 1 for f in folds), [f["train_skipped"] for f in folds]
+    assert all(f["skipped"] == {"bad_json": 1} for f in folds)    # and at test time, in every fold
     code, out = cli("report", tmp_path / "esc-run", "--out", tmp_path / "r.md")
     assert code == 0, out
     text = (tmp_path / "r.md").read_text()
@@ -271,3 +272,19 @@ def test_bad_input_is_one_line_before_training(case, args, says, pretrained, tmp
     line = one_line_error(out)
     assert says is None or says in line, line
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_torchrun_two_processes_score_the_test_set_together(tmp_path):
+    """DDP on gloo: each rank scores half of the test samples; rank 0 merges them and every
+    rank ends together (a rank leaving early used to abort the run)."""
+    import subprocess
+    import sys
+    shards = esc_like(tmp_path / "esc")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "cli.glcm_cli",
+           "finetune", "--task", "esc50", "--shards", shards, "--init", "scratch", "--out", str(tmp_path / "run"),
+           "--fold", "2", "--steps", "2", "--clips", "2", *map(str, FAST)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=Path(__file__).resolve().parents[1])
+    assert res.returncode == 0, res.stderr[-2000:]
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["videos"] == 4 and m["fold"] == 2
+    assert not list((tmp_path / "run").glob(".eval-*"))           # the ranks' share files are merged and gone
