@@ -154,6 +154,8 @@ def bench(
     steps: int = typer.Option(10, help="Timed training steps per batch size."),
     loader_batches: int = typer.Option(20, help="Timed loader batches."),
     skip_model: bool = typer.Option(False, help="Only measure the loader."),
+    task: Optional[str] = typer.Option(None, help="Also measure finetuning clips/s of this task (ucf101, hmdb51, "
+                                                 "esc50, lrw, dfdc; full mode, random clips, its task defaults)."),
 ) -> None:
     """Print loader clips/s per worker and model training clips/s on this device."""
     with one_line_errors():
@@ -161,6 +163,10 @@ def bench(
         from glcm.train import pick_device, resolve_shards
         _positive(steps=steps, loader_batches=loader_batches)
         cfg = _config(config, preset, set_, {"train.device": device})
+        if task is not None:
+            from glcm.config import TASKS, ConfigError
+            if task not in TASKS:
+                raise ConfigError(f"--task {task!r}: must be one of {', '.join(TASKS)}")
         dev = pick_device(cfg.train.device)
         sizes = _batch_sizes(batch_sizes, dev.type == "cuda")
         with tempfile.TemporaryDirectory() as tmp:
@@ -174,6 +180,11 @@ def bench(
             r = model_rate(cfg, dev, steps)
             typer.echo(f"model: {r:.1f} clips/s train, batch {b}, precision {cfg.train.precision}, "
                        f"compile {cfg.train.compile}, device {dev}")
+            if task is not None:
+                from glcm.bench import finetune_rate
+                r, frames = finetune_rate(cfg, task, dev, steps)
+                typer.echo(f"finetune {task}: {r:.1f} clips/s train, batch {b}, {frames} frames, "
+                           f"crop {cfg.data.crop}, precision {cfg.train.precision}, device {dev}")
 
 
 def _annotations(path: Path) -> dict:

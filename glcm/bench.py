@@ -1,15 +1,17 @@
-"""Throughput figures: loader clips/s per worker, model training clips/s per device.
+"""Throughput figures: loader clips/s per worker, model training clips/s per device
+(pretraining, or a finetuning task's head and encoders).
 
 Both return numbers; nothing here asserts a speed. `glcm bench` (cli/glcm_cli.py) makes
 synthetic shards when none are given (glcm itself imports no avprep test helpers).
 """
 from __future__ import annotations
 
+import copy
 import time
 
 import torch
 
-from glcm.config import GLCMConfig
+from glcm.config import TASK_DEFAULTS, TASKS, GLCMConfig, apply_overrides, load_finetune_config
 from glcm.data import ClipSpec, make_dataset
 from glcm.train import Trainer
 
@@ -42,3 +44,31 @@ def model_rate(cfg: GLCMConfig, device: torch.device, steps: int = 10, warmup: i
         trainer.train_step(frames, mel)
     sync()
     return steps * b / (time.perf_counter() - t0)
+
+
+def finetune_rate(cfg: GLCMConfig, task: str, device: torch.device, steps: int = 10, warmup: int = 3) -> tuple[float, int]:
+    """Finetuning clips/s (full mode: encoders + head, cross-entropy, backward, Adam) of `task`
+    on random clips of the right shape, with the architecture and settings of `cfg` and the
+    task's defaults; returns (clips/s, frames per clip)."""
+    from glcm.finetune import FinetuneTrainer
+    ft = load_finetune_config(overrides=[f"task.name={task}"])
+    ft.model, ft.data, ft.train = copy.deepcopy(cfg.model), copy.deepcopy(cfg.data), copy.deepcopy(cfg.train)
+    apply_overrides(ft, TASK_DEFAULTS.get(task, []))          # e.g. LRW's 28 frames
+    trainer = FinetuneTrainer(ft, device)
+    b, t, c = ft.train.batch_size, ft.data.frames, ft.data.crop
+    batch = {"label": torch.randint(0, TASKS[task].classes, (b,), device=device)}
+    if TASKS[task].modality == "audio":
+        batch["mel"] = torch.randn(b, ft.model.n_mels, t * ft.model.mel_per_frame, device=device) * 20 - 40
+    else:
+        batch["frames"] = torch.randint(0, 256, (b, t, c, c, 3), dtype=torch.uint8, device=device)
+    if ft.task.boundary:
+        batch["boundary"] = torch.ones(b, t, device=device)
+    for _ in range(warmup):
+        trainer.batch_step(batch)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        trainer.batch_step(batch)
+    sync()
+    return steps * b / (time.perf_counter() - t0), t

@@ -132,3 +132,15 @@ def test_bad_input_is_one_line(case, args, says, lrw, tmp_path, monkeypatch):
     assert code == 2, out
     assert says in one_line_error(out)
     assert not (tmp_path / "run").exists() or not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_bench_prints_finetune_clips_per_second(tmp_path):
+    from avprep.testing import avcorr
+    avcorr.write_shards(avcorr.make_clips(4, seed=0, min_seconds=3.3, max_seconds=3.5), str(tmp_path), per_shard=4)
+    code, out = cli("bench", "--shards", tmp_path, "--preset", "smoke", "--device", "cpu", "--batch-sizes", 2,
+                    "--steps", 1, "--loader-batches", 1, "--task", "lrw")
+    assert code == 0, out
+    line = next(x for x in out.splitlines() if x.startswith("finetune lrw: "))
+    assert float(line.split()[2]) > 0 and "28 frames" in line                  # LRW's task default
+    code, out = cli("bench", "--shards", tmp_path, "--task", "kinetics")
+    assert code == 2 and "--task 'kinetics': must be one of" in one_line_error(out)
