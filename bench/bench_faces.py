@@ -1,6 +1,6 @@
 """Face stage speed and agreement vs the naive per-frame dlib loop, on real videos.
 
-    .venv/bin/python bench/bench_faces.py [--media ../shared/media] [--repeat 1]
+    .venv/bin/python bench/bench_faces.py [--media ../shared/media] [--repeat 1] [--case videos|lrw|all]
 
 Naive: ffmpeg decodes grey frames at native rate; HOG detector with one upsample + 68-point
 predictor on every frame (largest face). Ours: ffmpeg decodes RGB frames; avprep's lip
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 
+USER_ENV = dict(os.environ)     # what `avprep` gets in the LRW case's whole CLI runs
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one core: no BLAS threads either
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import sys
@@ -31,6 +32,8 @@ from avprep.faces.naive import naive_track  # noqa: E402
 from avprep.faces.stage import FaceOptions, crop_frames  # noqa: E402
 from avprep.faces.track import MISSING  # noqa: E402
 from avprep.faces.video import read_frames  # noqa: E402
+
+import bench_lrw as lrw  # noqa: E402
 
 VIDEOS = ["grid/bbaf2n.mpg", "grid/brbk7n.mpg", "grid/lbax4n.mpg", "grid/lbbc2a.mpg", "grid/swwp2s.mpg",
           "misc/short_hamilton_clip.mp4"]
@@ -78,12 +81,7 @@ def bench_video(path: str, repeat: int) -> dict:
             "p90_dev": float(np.percentile(dev[both], 90)) if both.any() else float("nan")}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--media", default=str(Path(__file__).resolve().parents[2] / "shared" / "media"))
-    ap.add_argument("--repeat", type=int, default=1)
-    args = ap.parse_args()
-    cv2.setNumThreads(1)
+def run_videos(args) -> None:
     warm = read_frames(os.path.join(args.media, VIDEOS[0]), max_frames=3)[0]
     naive_track(warm)                                   # load the models before timing
     crop_frames(warm, 25.0, CFG, opts=LENIENT)
@@ -102,6 +100,21 @@ def main() -> None:
     print("(f/s = frames per CPU-second incl. ffmpeg decoding, ffmpeg -threads 1, OpenCV single-threaded; "
           "wall n/o = wall-clock f/s naive/ours; "
           "dev = lip-centre distance / crop width)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--media", default=str(Path(__file__).resolve().parents[2] / "shared" / "media"))
+    ap.add_argument("--repeat", type=int, default=1, help="passes over the inputs (interleaved)")
+    ap.add_argument("--case", choices=("videos", "lrw", "all"), default="all",
+                    help="videos: whole GRID/hamilton files; lrw: LRW-shaped 29-frame clips, per clip")
+    ap.add_argument("--clips", type=int, default=2, help="lrw: 29-frame clips cut from each GRID video, per size")
+    args = ap.parse_args()
+    cv2.setNumThreads(1)
+    if args.case in ("videos", "all"):
+        run_videos(args)
+    if args.case in ("lrw", "all"):
+        lrw.run(args.media, args.clips, args.repeat, USER_ENV)
 
 
 if __name__ == "__main__":
