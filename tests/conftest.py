@@ -89,3 +89,19 @@ def read_samples(out: Path) -> list[dict]:
     import webdataset as wds
     shards = sorted(str(p) for p in Path(out).glob("*.tar"))
     return list(wds.WebDataset(shards, shardshuffle=False, empty_check=False))
+
+
+def cli(*args):
+    """Run the glcm CLI in this process; (exit code, output)."""
+    from typer.testing import CliRunner
+
+    from cli.glcm_cli import app
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    return res.exit_code, res.output
+
+
+def one_line_error(output: str) -> str:
+    """The `error: ...` line, after checking it is the whole story (no traceback)."""
+    lines = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in output, output
+    return lines[0]

@@ -10,30 +10,18 @@ import numpy as np
 import pytest
 import torch
 import webdataset as wds
-from typer.testing import CliRunner
 
 from avprep.format import SampleMeta, SourceVideo, encode_sample
 from avprep.testing import avcorr
 from avprep.testing.downstream import make_ucf101_corpus
-from cli.glcm_cli import app
 from glcm import checkpoint as ckpt
 from glcm.config import load_config
 from glcm.train import Trainer
+from conftest import cli, one_line_error
 
 # smoke-sized model on the CPU, 8-frame clips, no loader workers
 FAST = ["--preset", "smoke", "--device", "cpu", "--workers", 0, "--set", "data.frames=8",
         "--set", "train.log_every=1", "--set", "train.warmup_steps=1"]
-
-
-def cli(*args):
-    res = CliRunner().invoke(app, [str(a) for a in args])
-    return res.exit_code, res.output
-
-
-def one_line_error(output: str) -> str:
-    lines = [line for line in output.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1 and "Traceback" not in output, output
-    return lines[0]
 
 
 def last_json(output: str) -> dict:

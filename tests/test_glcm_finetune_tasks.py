@@ -11,7 +11,8 @@ import torch
 from avprep.format import SampleMeta, SourceVideo, encode_sample
 from glcm.config import ConfigError
 from glcm.labelled import dfdc_key, read_list, word_boundary
-from test_glcm_finetune import FAST, cli, one_line_error, picture, write
+from conftest import cli, one_line_error
+from test_glcm_finetune import FAST, picture, write
 
 SRC = SourceVideo(width=40, height=40, sar="1", rotation=0, fps=25.0, codec="h264", audio_codec=None,
                   audio_channels=None, audio_sample_rate=None)

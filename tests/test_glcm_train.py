@@ -15,15 +15,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 import glcm.train as gtrain
 from avprep.fsio import OutputError, OutputLock
 from avprep.testing import avcorr
-from cli.glcm_cli import app
 from glcm import checkpoint as ckpt
 from glcm.config import load_config
 from glcm.train import Interrupted, RunLog, StopFlag, Trainer, lr_factor, run_loop
+from conftest import cli, one_line_error
 
 # The CLI runs of this file: the smoke preset (the smallest model), CPU, one thread.
 SMOKE = ["--preset", "smoke", "--device", "cpu"]
@@ -37,19 +36,6 @@ def batch(seed: int, b: int = 4):
 
 def smoke(*overrides: str):
     return load_config(preset="smoke", overrides=list(overrides))
-
-
-def cli(*args: str):
-    """Run the glcm CLI in this process; (exit code, output)."""
-    res = CliRunner().invoke(app, [str(a) for a in args])
-    return res.exit_code, res.output
-
-
-def one_line_error(output: str) -> str:
-    """The `error: ...` line, after checking it is the whole story (no traceback)."""
-    lines = [line for line in output.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1 and "Traceback" not in output, output
-    return lines[0]
 
 
 def test_schedule_warms_up_then_decays():
