@@ -1,6 +1,6 @@
 """Streaming decode of video frames and audio samples on one clock.
 
-Both come from ffmpeg, run with argument lists (`_args`). ffmpeg
+Both come from ffmpeg (driven through ffmpeg-python, run with argument lists). ffmpeg
 shifts every stream by the file's start time, so video and audio share its clock:
 - video passes the `fps` filter (round=up), whose output frame n is the source frame on
   screen at time n/fps; `showinfo` after it reports each frame's pts, which gives the
@@ -23,6 +23,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+import ffmpeg
 import numpy as np
 
 from avprep.probe import MediaError, MediaInfo, check_file, ffmpeg_exe, parse_probe, probe
@@ -165,47 +166,34 @@ def _check_exit(rc: int, reader: _StderrReader, what: str) -> None:
         raise MediaError("decode_error", what + reader.message())
 
 
-def _filter(name: str, *args, **kwargs) -> str:
-    """One filter in ffmpeg's syntax: positional values, then named ones sorted by name.
-    (Values here are numbers and plain words, nothing that needs escaping.)"""
-    values = [str(a) for a in args] + [f"{k}={kwargs[k]}" for k in sorted(kwargs)]
-    return name + ("=" + ":".join(values) if values else "")
-
-
-def _args(path: str, cut_start: float | None, cut_end: float | None, threads: int, loglevel: str,
-          video: tuple[float, FrameGeometry] | None = None, audio: tuple[int, str] | None = None) -> list[str]:
-    """The ffmpeg command: one input (optionally cut), one filter graph, and the `video`
-    output ((fps, geometry): raw RGB on stdout) and/or the `audio` output ((sample rate,
-    target): f32le mono)."""
-    args = [ffmpeg_exe()]
+def _input(path: str, cut_start: float | None, cut_end: float | None, threads: int):
+    opts = {"threads": threads}
     if cut_start is not None:
-        args += ["-ss", f"{cut_start:.6f}"]
-    args += ["-threads", str(threads)]
+        opts["ss"] = f"{cut_start:.6f}"
     if cut_end is not None:
-        args += ["-to", f"{cut_end:.6f}"]
-    args += ["-i", path]
-    chains: list[str] = []
-    outputs: list[str] = []
-    if video is not None:
-        fps, geometry = video
-        # round=up: output frame n is the source frame on screen at time n/fps (latest pts <= n/fps);
-        # showinfo gives each frame's number (no per-plane checksums: they cost CPU)
-        filters = [("fps", {"fps": fps, "round": "up"}), *geometry.filters, ("showinfo", {"checksum": 0})]
-        source = "[0:v]"
-        for name, kwargs in filters:
-            label = f"[s{len(chains)}]"
-            chains.append(source + _filter(name, **kwargs) + label)
-            source = label
-        outputs += ["-map", source, "-f", "rawvideo", "-an", "-fps_mode", "passthrough", "-pix_fmt", "rgb24",
-                    "-sn", "pipe:"]
-    if audio is not None:
-        rate, target = audio
-        label = f"[s{len(chains)}]"
-        chains.append("[0:a]" + _filter("aresample", rate, first_pts=0) + label)
-        outputs += ["-map", label, "-f", "f32le", "-ac", "1", "-acodec", "pcm_f32le", "-ar", str(rate), "-sn",
-                    "-vn", target]
-    return args + ["-filter_complex", ";".join(chains), *outputs,
-                   "-hide_banner", "-nostdin", "-nostats", "-loglevel", loglevel]
+        opts["to"] = f"{cut_end:.6f}"
+    return ffmpeg.input(path, **opts)
+
+
+def _video_output(inp, fps: float, geometry: FrameGeometry, target: str = "pipe:"):
+    # round=up: output frame n is the source frame on screen at time n/fps (latest pts <= n/fps)
+    stream = inp.video.filter("fps", fps=fps, round="up")
+    for name, kwargs in geometry.filters:
+        stream = stream.filter(name, **kwargs)
+    stream = stream.filter("showinfo", checksum=0)     # the frame numbers; no per-plane checksums
+    return ffmpeg.output(stream, target, format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough",
+                         an=None, sn=None)
+
+
+def _audio_output(inp, sample_rate: int, target: str = "pipe:"):
+    stream = inp.audio.filter("aresample", sample_rate, first_pts=0)
+    return ffmpeg.output(stream, target, format="f32le", ac=1, ar=sample_rate, acodec="pcm_f32le",
+                         vn=None, sn=None)
+
+
+def _compile(out, loglevel: str) -> list[str]:
+    """ffmpeg-python builds the argument list (never a shell string)."""
+    return out.global_args("-hide_banner", "-nostdin", "-nostats", "-loglevel", loglevel).compile(cmd=ffmpeg_exe())
 
 
 class _VideoPipe:
@@ -239,7 +227,8 @@ def iter_frames(path: str, info: MediaInfo, fps: float, geometry: FrameGeometry,
                 cut_start: float | None = None, cut_end: float | None = None,
                 threads: int = 1, deadline: float | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (global frame number, HxWx3 uint8 RGB frame), streaming, one frame in memory."""
-    proc, reader = _start(_args(path, cut_start, cut_end, threads, "info", video=(fps, geometry)), deadline)
+    args = _compile(_video_output(_input(path, cut_start, cut_end, threads), fps, geometry), "info")
+    proc, reader = _start(args, deadline)
     pipe = _VideoPipe(proc, reader, geometry)
     try:
         while (frame := pipe.next()) is not None:
@@ -335,8 +324,8 @@ class AudioReader(SampleBuffer):
 
     def __init__(self, path: str, sample_rate: int, cut_start: float | None = None,
                  cut_end: float | None = None, threads: int = 1, deadline: float | None = None):
-        args = _args(path, cut_start, cut_end, threads, "error", audio=(sample_rate, "pipe:"))
-        self.proc, self.reader = _start(args, deadline)
+        out = _audio_output(_input(path, cut_start, cut_end, threads), sample_rate)
+        self.proc, self.reader = _start(_compile(out, "error"), deadline)
         super().__init__(self.proc.stdout.read, self._exited)
 
     def _exited(self) -> None:
@@ -487,14 +476,15 @@ class Source:
 
     def _launch(self, layout: _Layout, one_process: bool) -> None:
         s = self.spec
-        video = (s.fps, layout.geometry)
+        inp = _input(self.path, s.cut_start, s.cut_end, s.threads)
+        video = _video_output(inp, s.fps, layout.geometry)
         if not one_process:
-            self._proc, self._reader = _start(_args(self.path, s.cut_start, s.cut_end, s.threads, "info", video))
+            self._proc, self._reader = _start(_compile(video, "info"))
         else:
             rfd, wfd = os.pipe()
             try:
-                args = _args(self.path, s.cut_start, s.cut_end, s.threads, "info", video, (s.sample_rate, f"pipe:{wfd}"))
-                self._proc, self._reader = _start(args, pass_fds=(wfd,))
+                out = ffmpeg.merge_outputs(video, _audio_output(inp, s.sample_rate, f"pipe:{wfd}"))
+                self._proc, self._reader = _start(_compile(out, "info"), pass_fds=(wfd,))
             except BaseException:
                 os.close(rfd)
                 raise

@@ -27,6 +27,13 @@ def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.hstack([a[:, :2] @ b[:, :2], (a[:, :2] @ b[:, 2] + a[:, 2])[:, None]])
 
 
+def compose_all(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`compose(a, m)` for every m of a (T, 2, 3) stack."""
+    rot = np.einsum("ij,tjk->tik", a[:, :2], b[:, :, :2])
+    shift = np.einsum("ij,tj->ti", a[:, :2], b[:, :, 2]) + a[:, 2]
+    return np.concatenate([rot, shift[..., None]], axis=2)
+
+
 def invert(m: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(m)
 
@@ -95,8 +102,7 @@ def lip_transforms(stable_pts: np.ndarray, mouth_pts: np.ndarray, size: int,
         raise ValueError("degenerate lip width")
     centre = np.median(mouth[:, MOUTH].mean(axis=1), axis=0)
     crop = _place(size * lip_fraction / lip_width, centre, size)
-    transforms = np.concatenate([np.einsum("ij,tjk->tik", crop[:, :2], aligned[:, :, :2]),
-                                 (np.einsum("ij,tj->ti", crop[:, :2], aligned[:, :, 2]) + crop[:, 2])[..., None]], axis=2)
+    transforms = compose_all(crop, aligned)
     return transforms, {"lip_width_template": round(lip_width, 3),
                         "lip_centre_template": [round(float(v), 3) for v in centre]}
 
