@@ -52,7 +52,7 @@ def _run(name: str, args: dict, options: dict, out: Path, per_split: Optional[bo
     from avprep.recipes import build_recipe
 
     def report(done) -> None:
-        from avprep.pipeline import format_summary    # loaded by the build (torch via webdataset)
+        from avprep.pipeline import format_summary    # imported only once a build has run
         if done.split is not None:
             typer.echo(f"== {done.split}")
         typer.echo(format_summary(done.result.summary))
