@@ -37,14 +37,6 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(".") and name.endswith(TMP_SUFFIX)
 
 
-def temp_owner_pid(name: str) -> int | None:
-    """The pid embedded in a `temp_path` name, or None for other names."""
-    parts = name[:-len(TMP_SUFFIX)].rsplit(".", 2)
-    if len(parts) == 3 and parts[1].isdigit():
-        return int(parts[1])
-    return None
-
-
 def temp_target(name: str) -> str | None:
     """The file name a `temp_path` name (`.<target>.<pid>.<hex>.tmp`) stands for, else None."""
     if not is_temp_name(name):

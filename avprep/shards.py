@@ -143,8 +143,3 @@ class _HashingFile:
 
 class _Aborted(Exception):
     pass
-
-
-def write_json_atomic(path: str, obj) -> None:
-    """Kept for old callers: `fsio.atomic_write_json`."""
-    fsio.atomic_write_json(path, obj)

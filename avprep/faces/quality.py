@@ -4,10 +4,6 @@ from __future__ import annotations
 import numpy as np
 
 from avprep.faces import align
-from avprep.shards import load_npy
-
-
-load_member = load_npy   # a shard member's array (never unpickled)
 
 
 def nme(pred: np.ndarray, truth: np.ndarray) -> float:
