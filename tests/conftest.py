@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +106,30 @@ def one_line_error(output: str) -> str:
     lines = [line for line in output.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1 and "Traceback" not in output, output
     return lines[0]
+
+
+@dataclass
+class AvcorrRun:
+    """One GLCM run on the synthetic correspondence corpus (avprep.testing.avcorr), trained
+    once per session with the `avcorr` preset and shared by every test that needs a model
+    that has learnt something (the learning, localisation and pretraining-helps tests)."""
+    root: Path              # train-*.tar (96 clips, no annotations), test-000000.tar (32 clips) + annotations
+    cfg: object             # the GLCMConfig it was trained with
+    checkpoint: Path        # root/run/checkpoint.pt
+    last: dict              # train()'s last record (losses)
+    test_shard: Path
+
+
+@pytest.fixture(scope="session")
+def avcorr_run(tmp_path_factory) -> AvcorrRun:
+    from avprep.testing import avcorr
+    from glcm.config import avcorr as avcorr_preset
+    from glcm.train import train
+    root = tmp_path_factory.mktemp("avcorr")
+    avcorr.write_shards(avcorr.make_clips(96, seed=1, obj=22), str(root), per_shard=16, prefix="train",
+                        annotations=False)
+    avcorr.write_shards(avcorr.make_clips(32, seed=2, obj=22), str(root), per_shard=32, prefix="test")
+    cfg = avcorr_preset()
+    cfg.data.shards, cfg.train.out = str(root / "train-{000000..000005}.tar"), str(root / "run")
+    last = train(cfg)
+    return AvcorrRun(root, cfg, root / "run" / "checkpoint.pt", last, root / "test-000000.tar")

@@ -10,10 +10,9 @@ import pytest
 import torch
 
 from avprep.testing import avcorr
-from glcm.config import avcorr as avcorr_preset
 from glcm.evaluate import evaluate, load_eval_clips
 from glcm.model import GLCM
-from glcm.train import Trainer, train
+from glcm.train import Trainer
 
 pytestmark = pytest.mark.slow
 
@@ -24,23 +23,20 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory):
-    root = tmp_path_factory.mktemp("learn")
-    avcorr.write_shards(avcorr.make_clips(96, seed=1, obj=22), str(root), per_shard=16, prefix="train",
-                        annotations=False)
-    avcorr.write_shards(avcorr.make_clips(32, seed=2, obj=22), str(root), per_shard=32, prefix="test")
-    cfg = avcorr_preset()
-    cfg.data.shards, cfg.train.out = str(root / "train-{000000..000005}.tar"), str(root / "run")
-    clips = load_eval_clips(str(root / "test-000000.tar"), avcorr.load_annotations(str(root)), crop=64, shift=8)
+def result(avcorr_run):
+    """(untrained scores, trained scores, last training record) on the held-out clips; the
+    training itself is conftest's session-wide `avcorr_run`."""
+    cfg = avcorr_run.cfg
+    clips = load_eval_clips(str(avcorr_run.test_shard), avcorr.load_annotations(str(avcorr_run.root)),
+                            crop=64, shift=8)
     torch.manual_seed(cfg.train.seed)
     before = evaluate(GLCM(cfg.model), clips)
-    last = train(cfg)
     trainer = Trainer(cfg, torch.device("cpu"))
-    trainer.load(root / "run" / "checkpoint.pt")
+    trainer.load(avcorr_run.checkpoint)
     after = evaluate(trainer.model, clips)
     print("\nuntrained:", {k: v for k, v in before.items() if k != "ious"})
-    print("trained:  ", {k: v for k, v in after.items() if k != "ious"}, "last:", last)
-    return before, after, last
+    print("trained:  ", {k: v for k, v in after.items() if k != "ious"}, "last:", avcorr_run.last)
+    return before, after, avcorr_run.last
 
 
 def test_losses_fall(result):
