@@ -145,11 +145,26 @@ def colour_augment(bgr: np.ndarray, spec: ClipSpec, rng: np.random.Generator) ->
     """BGR -> RGB, with a random horizontal flip and grey-scale for the whole clip."""
     flip = rng.random() < spec.flip_prob
     grey = rng.random() < spec.grey_prob
-    rgb = bgr[:, :, ::-1, ::-1] if flip else bgr[..., ::-1]
+    rgb = _to_rgb(bgr, flip)
     if grey:
         y = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        return np.repeat(np.clip(y + 0.5, 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
-    return np.ascontiguousarray(rgb)
+        y = np.clip(y + 0.5, 0, 255).astype(np.uint8)
+        return cv2.cvtColor(y.reshape(-1, y.shape[-1]), cv2.COLOR_GRAY2RGB).reshape(rgb.shape)   # 3 equal channels
+    return rgb
+
+
+def _to_rgb(bgr: np.ndarray, flip: bool) -> np.ndarray:
+    """(..., H, W, 3) BGR -> contiguous RGB, mirrored left-right with `flip`. The same
+    pixels as numpy's reversed views (bgr[..., ::-1], bgr[..., ::-1, ::-1]), ~10x faster
+    than copying those: a mirrored RGB row is the BGR row's bytes in reverse order, so one
+    cv2.flip of the (rows, W*3) view does both; without flip, cv2's channel swap."""
+    if bgr.size == 0:
+        return np.ascontiguousarray(bgr[..., ::-1, ::-1] if flip else bgr[..., ::-1])
+    shape = bgr.shape
+    bgr = np.ascontiguousarray(bgr)
+    if flip:
+        return cv2.flip(bgr.reshape(-1, shape[-2] * 3), 1).reshape(shape)
+    return cv2.cvtColor(bgr.reshape(-1, shape[-2], 3), cv2.COLOR_BGR2RGB).reshape(shape)
 
 
 def decode_sample(raw: dict, spec: ClipSpec, rng: np.random.Generator) -> dict:
