@@ -202,35 +202,133 @@ def _annotations(path: Path) -> dict:
 @app.command("eval-localization")
 def eval_localization(
     checkpoint: Path = typer.Option(..., help="Training checkpoint (checkpoint.pt)."),
-    shards: str = typer.Option(..., help="Held-out shards of an annotated corpus. " + SHARDS_HELP),
-    annotations: Path = typer.Option(..., help="avcorr.json with the sounding object's boxes."),
-    crop: int = typer.Option(64, help="Centred crop side in pixels of the stored frames."),
-    shift: int = typer.Option(8, help="Frames by which the audio is shifted for the synchrony test."),
-    threshold: float = typer.Option(0.5, help="Threshold (0-1) on the min-max normalised map for cIoU."),
+    benchmark: Optional[str] = typer.Option(None, help="flickr (Flickr-SoundNet test) or vggss (VGG-SS), read "
+                                                       "from --root in their distributed layouts (docs/glcm.md)."),
+    root: Optional[Path] = typer.Option(None, help="Benchmark folder: frames/<id>.jpg, audio/<id>.wav and "
+                                                   "Annotations/<id>.xml (flickr) or metadata/vggss.json (vggss)."),
+    shards: Optional[str] = typer.Option(None, help="Synthetic corpus instead: held-out shards of an annotated "
+                                                    "corpus (with --annotations avcorr.json). " + SHARDS_HELP),
+    annotations: Optional[Path] = typer.Option(None, help="--shards: avcorr.json; flickr: the XML folder; vggss: "
+                                                          "the json (default: found under --root)."),
+    ids: Optional[Path] = typer.Option(None, help="Benchmark test list (first column: ids, e.g. flickr_test.csv); "
+                                                  "default: every annotated id."),
+    size: int = typer.Option(128, help="Benchmark frames are squashed to size x size (the scale the model "
+                                       "was trained at: avprep's short side)."),
+    map_: str = typer.Option("similarity", "--map", help="similarity (pre-softmax) or softmax (attention) map."),
+    rule: str = typer.Option("ezvsl", help="Reference the metric follows: ezvsl (default) or lvs."),
+    save_maps: Optional[Path] = typer.Option(None, help="Write id -> 224x224 float32 map (np.savez)."),
+    out: Optional[Path] = typer.Option(None, help="Write the results (JSON) here too."),
+    crop: int = typer.Option(64, help="--shards: centred crop side in pixels of the stored frames."),
+    shift: int = typer.Option(8, help="--shards: frames by which the audio is shifted for the synchrony test."),
+    threshold: float = typer.Option(0.5, help="--shards: threshold (0-1) on the min-max normalised map for IoU."),
 ) -> None:
-    """cIoU / pointing of the attention map and aligned-vs-shifted audio accuracy."""
+    """Localisation scores: cIoU (AP50), AUC and mean cIoU on Flickr-SoundNet / VGG-SS
+    (LVS / EZ-VSL protocol), or on a synthetic annotated corpus (--shards)."""
     with one_line_errors():
         from glcm.checkpoint import load_model
         from glcm.config import ConfigError
-        from glcm.evaluate import evaluate, load_eval_clips
-        from glcm.train import resolve_shards
-        _positive(crop=crop, shift=shift)
-        if not 0 <= threshold <= 1:
-            raise ConfigError(f"--threshold {threshold}: must be between 0 and 1")
+        if (benchmark is None) == (shards is None):
+            raise ConfigError("give either --benchmark flickr|vggss with --root, or --shards with --annotations")
         model, cfg = load_model(checkpoint)
-        records = _annotations(annotations)
-        try:
-            clips = load_eval_clips(resolve_shards(shards), records, cfg.data.frames, crop, shift,
-                                    cfg.model.mel_per_frame, cfg.model.n_mels)
-        except (ValueError, OSError, tarfile.TarError) as exc:
-            if isinstance(exc, ConfigError):
-                raise
-            raise ConfigError(f"--shards {shards}: cannot evaluate on them ({exc})") from None
-        if not clips:
-            raise ConfigError("no annotated clips long enough in those shards; check --shards and --annotations")
-        result = evaluate(model, clips, threshold=threshold)
-    result.pop("ious")
+        if benchmark is not None:
+            result = _eval_benchmark(model, cfg, benchmark, root, annotations, ids, size, map_, rule, save_maps)
+        else:
+            result = _eval_shards(model, cfg, shards, annotations, crop, shift, threshold, save_maps)
+        if out is not None:
+            from cli.locinput import write_json
+            write_json(out, result)
+    result.pop("per_sample", None)
+    result.pop("problem_ids", None)
     typer.echo(json.dumps(result))
+
+
+def _eval_benchmark(model, cfg, name, root, annotations, ids, size, kind, rule, save_maps) -> dict:
+    from cli.locinput import bench_report, evaluate_benchmark, save_maps as write_maps
+    from glcm.config import ConfigError
+    from glcm.locbench import RULES, read_benchmark, read_ids
+    _positive(size=size)
+    if root is None:
+        raise ConfigError(f"--benchmark {name} needs --root (the benchmark folder)")
+    if kind not in ("similarity", "softmax") or rule not in RULES:
+        raise ConfigError(f"--map {kind} / --rule {rule}: choose similarity|softmax and {'|'.join(RULES)}")
+    if ids is not None and not ids.is_file():
+        raise ConfigError(f"--ids {ids}: no such file")
+    bench = read_benchmark(name, str(root), str(annotations) if annotations else None,
+                           read_ids(str(ids)) if ids else None)
+    if not bench.samples:
+        raise ConfigError(f"--root {root}: no scorable {name} sample ({bench.problem_counts() or 'no ids'})")
+    result = evaluate_benchmark([model], cfg, bench, size, kind, rule)[0]
+    if not result.maps:
+        raise ConfigError(f"--root {root}: no sample could be decoded ({ {r: len(v) for r, v in result.failed.items()} })")
+    if save_maps is not None:
+        write_maps(save_maps, result.maps, rule)
+    return bench_report(bench, result, {"size": size, "map": kind, "rule": rule, "frames": cfg.data.frames})
+
+
+def _eval_shards(model, cfg, shards, annotations, crop, shift, threshold, save_maps) -> dict:
+    from glcm.config import ConfigError
+    from glcm.evaluate import evaluate, load_eval_clips
+    from glcm.train import resolve_shards
+    _positive(crop=crop, shift=shift)
+    if not 0 <= threshold <= 1:
+        raise ConfigError(f"--threshold {threshold}: must be between 0 and 1")
+    if annotations is None:
+        raise ConfigError("--shards needs --annotations (the corpus's avcorr.json)")
+    records = _annotations(annotations)
+    try:
+        clips = load_eval_clips(resolve_shards(shards), records, cfg.data.frames, crop, shift,
+                                cfg.model.mel_per_frame, cfg.model.n_mels)
+    except (ValueError, OSError, tarfile.TarError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"--shards {shards}: cannot evaluate on them ({exc})") from None
+    if not clips:
+        raise ConfigError("no annotated clips long enough in those shards; check --shards and --annotations")
+    result = evaluate(model, clips, threshold=threshold)
+    maps = result.pop("maps")
+    if save_maps is not None:
+        from cli.locinput import save_maps as write_maps
+        write_maps(save_maps, maps)
+    result["per_sample"] = dict(zip(result.pop("keys"), result.pop("ious")))
+    return result
+
+
+@app.command()
+def localize(
+    videos: list[Path] = typer.Argument(..., help="Video files (any format ffmpeg reads, with audio)."),
+    checkpoint: Path = typer.Option(..., help="Training checkpoint (checkpoint.pt)."),
+    out: Path = typer.Option(..., help="Folder for <name>.mp4 (heatmap overlay with the original audio), "
+                                       "<name>.png (contact sheet), <name>.maps.npz and localize.json."),
+    short_side: int = typer.Option(128, help="Decode frames with this short side (the scale the model was "
+                                             "trained at: avprep's stored short side)."),
+    hop: Optional[int] = typer.Option(None, help="Frames between window starts (default model.global_stride)."),
+    max_seconds: float = typer.Option(30.0, help="Localise at most the first this many seconds of each video."),
+    map_: str = typer.Option("softmax", "--map", help="Map drawn: softmax (attention, the paper's) or similarity."),
+    alpha: float = typer.Option(0.5, help="Heatmap weight in the blend (0-1)."),
+    batch: int = typer.Option(8, help="Windows per forward pass."),
+) -> None:
+    """Sound-source heatmaps of videos: the global path's map per window, upsampled onto the
+    frames. A video that cannot be used (no audio, undecodable, shorter than the model's clip)
+    is recorded with its reason in localize.json; exit 1 when no video worked."""
+    with one_line_errors():
+        from avprep.fsio import make_output_dir
+        from cli.locinput import run_localize
+        from glcm.checkpoint import load_model
+        from glcm.config import ConfigError
+        _positive(short_side=short_side, batch=batch, **({"hop": hop} if hop is not None else {}))
+        if map_ not in ("softmax", "similarity") or not 0 <= alpha <= 1 or not max_seconds > 0:
+            raise ConfigError(f"--map {map_} / --alpha {alpha} / --max-seconds {max_seconds}: "
+                              "choose softmax|similarity, alpha in 0-1, a positive duration")
+        model, cfg = load_model(checkpoint)
+        make_output_dir(out)
+        opts = {"short_side": short_side, "hop": hop or cfg.model.global_stride, "max_seconds": max_seconds,
+                "map": map_, "alpha": alpha, "batch": batch}
+        records = run_localize(model, cfg, list(videos), out, opts)
+    for r in records:
+        typer.echo(f"{r['video']}: " + (f"{r['overlay']}, {r['sheet']}" if r["ok"] else f"{r['reason']}: {r['message']}"))
+    if not any(r["ok"] for r in records):
+        typer.echo("error: no video could be localised (reasons above and in localize.json)", err=True)
+        raise typer.Exit(1)
 
 
 @app.command("export-encoder")

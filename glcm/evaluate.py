@@ -12,6 +12,9 @@
   mean_t logsumexp_m (v_t . a_{t,m}) / tau with the aligned audio is compared with the
   same clip's audio shifted by `shift` frames; accuracy = share of clips where the
   aligned audio scores higher (chance 0.5).
+* The benchmarks' metric (glcm/locbench.py, LVS / EZ-VSL) on the same similarity maps, the
+  box scaled onto the 224x224 grid as a single VGG-SS-style box: `benchmark` holds its
+  cIoU (AP50), AUC and mean cIoU; `maps` the raw grid maps it scored (for --save-maps).
 Windows start at frame 0 with a centred crop and no flip / grey-scale.
 """
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch.nn.functional as F
 import webdataset as wds
 
 from avprep.format import SampleMeta, expand_shards
+from glcm import locbench
 from glcm.data import ClipSpec, SkipSample, decode_window, is_member, open_checked
 from glcm.model import GLCM
 
@@ -111,10 +115,17 @@ def sync_score(model: GLCM, frames: torch.Tensor, mel: torch.Tensor) -> torch.Te
     return torch.logsumexp(scores, dim=2).mean(dim=1)
 
 
+def benchmark_ciou(similarity: torch.Tensor, box: np.ndarray, size: int) -> float:
+    """The benchmarks' cIoU of a map with one box given in pixels of a size x size frame."""
+    box224 = np.clip(np.asarray(box, dtype=np.float64) / size, 0, 1)
+    gt = locbench.vggss_gt([locbench.vggss_box(tuple(box224))[0]])
+    return locbench.ciou(locbench.predicted_mask(similarity), gt)
+
+
 @torch.no_grad()
 def evaluate(model: GLCM, clips: list[EvalClip], batch_size: int = 16, threshold: float = 0.5) -> dict:
     model.eval()
-    ious, soft_ious, hits, sync = [], [], [], []
+    ious, soft_ious, hits, sync, bench, maps = [], [], [], [], [], {}
     for i in range(0, len(clips), batch_size):
         chunk = clips[i:i + batch_size]
         frames = torch.from_numpy(np.stack([c.frames for c in chunk]))
@@ -126,9 +137,12 @@ def evaluate(model: GLCM, clips: list[EvalClip], batch_size: int = 16, threshold
             ious.append(iou)
             hits.append(hit)
             soft_ious.append(localisation_scores(att, clip.box, frames.shape[2], threshold)[0])
+            bench.append(benchmark_ciou(sim, clip.box, frames.shape[2]))
+            maps[clip.key] = sim.float().numpy()
         sync += (sync_score(model, frames, mel) > sync_score(model, frames, shifted)).tolist()
     return {"clips": len(clips), "ciou_mean": float(np.mean(ious)),
             "ciou_at_0.5": float(np.mean(np.array(ious) >= 0.5)), "pointing": float(np.mean(hits)),
             "softmax_ciou_mean": float(np.mean(soft_ious)),
             "softmax_ciou_at_0.5": float(np.mean(np.array(soft_ious) >= 0.5)),
-            "sync_accuracy": float(np.mean(sync)), "ious": ious}
+            "sync_accuracy": float(np.mean(sync)), "benchmark": locbench.summarise(bench), "ious": ious,
+            "keys": [c.key for c in clips], "maps": maps}

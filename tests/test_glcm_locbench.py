@@ -1,0 +1,156 @@
+"""Localisation benchmarks: the LVS / EZ-VSL metric on hand-made maps and boxes, the readers
+of the Flickr-SoundNet and VGG-SS layouts, and a tiny Flickr-layout corpus from the
+correspondence generator on which the trained avcorr model must beat an untrained one."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from glcm import locbench as L
+
+N = 224 * 224
+
+
+def rows_map() -> np.ndarray:
+    """Higher towards the top: every row its own value, so the median splits rows 0-111 / 112-223."""
+    return -np.repeat(np.arange(224.0)[:, None], 224, axis=1)
+
+
+def flickr_boxes(*raw) -> list:
+    return [L.flickr_box(b)[0] for b in raw]
+
+
+def test_gradient_map_median_split_under_both_rules():
+    gt = L.vggss_gt([L.vggss_box((0, 0, 1, 0.5))[0]])            # rows 0-111, all columns
+    assert gt.sum() == 112 * 224
+    ez, lvs = L.predicted_mask(rows_map()), L.predicted_mask(rows_map(), "lvs")
+    assert ez.sum() == 112 * 224 and lvs.sum() == 111 * 224      # >= the median element vs > it
+    assert L.ciou(ez, gt) == 1.0
+    assert L.ciou(lvs, gt) == pytest.approx(111 / 112)
+
+
+def test_ties_at_the_median_follow_each_reference():
+    quadrant = np.zeros((224, 224))
+    quadrant[:112, :112] = 1
+    gt = L.vggss_gt([(0, 0, 112, 112)])
+    # EZ-VSL: the median element is 0 and `>= 0` takes every pixel; LVS: `> 0` takes the quadrant
+    assert L.ciou(L.predicted_mask(quadrant), gt) == pytest.approx(0.25)
+    assert L.ciou(L.predicted_mask(quadrant, "lvs"), gt) == 1.0
+
+
+def test_flickr_consensus_of_three_annotators():
+    # 256-scale boxes: two annotators on the top-left quadrant, one on the top-right
+    boxes = flickr_boxes((0, 0, 128, 128), (0, 0, 128, 128), (128, 0, 256, 128))
+    assert boxes[0] == (0, 0, 112, 112) and boxes[2] == (112, 0, 224, 112)
+    gt = L.flickr_gt(boxes)
+    assert gt[0, 0] == 1.0 and gt[0, 200] == 0.5 and gt[200, 0] == 0.0
+    left = -np.repeat(np.arange(224.0)[None, :], 224, axis=0)    # higher towards the left: cols 0-111
+    mask = L.predicted_mask(left)
+    assert mask[:, :112].all() and not mask[:, 112:].any()
+    # P*G = 112*112 (weight 1); sum G = 112*112 * 1.5; P outside G = bottom-left 112*112
+    assert L.ciou(mask, gt) == pytest.approx(1 / (1.5 + 1))
+    assert L.ciou(mask, L.vggss_gt(boxes)) == pytest.approx(1 / 3)   # union instead: 1 / (2 + 1)
+
+
+def test_degenerate_and_outside_boxes():
+    box, clipped = L.flickr_box((300, 10, 20, 20))               # x0 past the image, x1 < x0
+    assert clipped and box == (224, 8, 17, 17)
+    gt = L.flickr_gt([box])
+    assert gt.sum() == 0                                          # zero area: nothing to find
+    assert L.ciou(L.predicted_mask(rows_map()), gt) == 0.0
+    box, clipped = L.vggss_box((-0.25, 0.5, 1.5, 1.0))
+    assert clipped and box == (0, 112, 224, 224)
+    assert L.vggss_box((0.1, 0.2, 0.3, 0.4)) == ((22, 44, 67, 89), False)     # int(224 v)
+    assert L.ciou(np.zeros((224, 224)), np.zeros((224, 224))) == 0.0
+    flat = L.predicted_mask(np.full((7, 7), 3.0))
+    assert flat.all()                                             # EZ-VSL: a flat map is all >= its median
+
+
+def test_coarse_map_is_upsampled_bilinearly():
+    grid = np.array([[1.0, 0.0], [0.0, 0.0]])
+    ez, lvs = L.upsample(grid), L.upsample(grid, "lvs")
+    assert ez[0, 0] == 1.0 and ez[0, 223] == 0.0 and ez[111, 0] == pytest.approx(1 - 111 / 223, abs=1e-6)
+    assert lvs[:56, :56].min() == 1.0 and lvs[0, 223] == 0.0      # half-pixel centres: flat corners
+
+
+def test_summary_ap50_auc_mean():
+    s = L.summarise([0.0, 0.5, 1.0])
+    # success rate: 1 at t=0, 2/3 for t in (0, 0.5], 1/3 for t in (0.5, 1]; trapezoids
+    auc = 0.05 * (1 + 2 / 3) / 2 + 9 * 0.05 * 2 / 3 + 0.05 * (2 / 3 + 1 / 3) / 2 + 9 * 0.05 / 3
+    assert s == {"samples": 3, "ciou": pytest.approx(2 / 3), "auc": pytest.approx(auc), "ciou_mean": 0.5}
+    assert L.summarise([]) == {"samples": 0, "ciou": None, "auc": None, "ciou_mean": None}
+
+
+def test_flickr_xml_named_and_positional():
+    named = "<annotation><object><bbox><x>1</x><xmin>1</xmin><ymin>2</ymin><xmax>30</xmax><ymax>40</ymax></bbox></object></annotation>"
+    positional = "<a><o><bbox><id>9</id><a>1</a><b>2</b><c>30</c><d>40</d></bbox></o><o><bbox><id>8</id>" \
+                 "<a>5</a><b>6</b><c>7</c><d>8</d></bbox></o></a>"
+    assert L.parse_flickr_xml(named) == [(1, 2, 30, 40)]
+    assert L.parse_flickr_xml(positional) == [(1, 2, 30, 40), (5, 6, 7, 8)]
+
+
+def test_readers_of_both_layouts(tmp_path):
+    from avprep.testing.locbench import write_flickr, write_vggss
+    info = write_flickr(str(tmp_path / "fl"), 2, bad=True)
+    bench = L.read_flickr(str(tmp_path / "fl"))
+    assert [s.id for s in bench.samples] == info["ids"]
+    assert bench.problems == {"missing_xml": info["missing_xml"], "missing_audio": info["missing_audio"]}
+    assert bench.clipped_boxes == 1
+    xml = (tmp_path / "fl" / "Annotations" / f"{info['ids'][0]}.xml").read_text()
+    expect = L.flickr_gt([L.flickr_box(b)[0] for b in L.parse_flickr_xml(xml)])
+    assert np.array_equal(bench.samples[0].gt, expect) and len(bench.samples[0].boxes) == 3
+    info = write_vggss(str(tmp_path / "vg"), 2, bad=True)
+    bench = L.read_vggss(str(tmp_path / "vg"))
+    assert [s.id for s in bench.samples] == info["ids"]
+    assert bench.problems == {"not_annotated": info["not_annotated"], "missing_audio": info["missing_audio"]}
+    assert bench.clipped_boxes == 1
+    entry = json.loads((tmp_path / "vg" / "metadata" / "vggss.json").read_text())[-1]
+    assert entry["bbox"][0][0] < 0 and bench.samples[-1].boxes[0][0] == 0
+    assert L.read_vggss(str(tmp_path / "vg"), ids=[info["ids"][1]]).samples[0].id == info["ids"][1]
+
+
+def test_benchmark_bad_roots(tmp_path):
+    from glcm.config import ConfigError
+    (tmp_path / "frames").mkdir()
+    with pytest.raises(ConfigError, match="no annotation folder"):
+        L.read_flickr(str(tmp_path))
+    with pytest.raises(ConfigError, match="vggss.json"):
+        L.read_vggss(str(tmp_path))
+    with pytest.raises(ConfigError, match="no such folder"):
+        L.read_flickr(str(tmp_path / "nowhere"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no frames/ folder"):
+        L.read_vggss(str(tmp_path / "empty"))
+
+
+def test_trained_model_localises_on_a_flickr_layout_corpus(avcorr_run, tmp_path):
+    from avprep.testing.locbench import write_flickr
+    from cli.locinput import evaluate_benchmark
+    from conftest import cli
+    from glcm.checkpoint import load_model
+    from glcm.model import GLCM
+    root = tmp_path / "flickr"
+    write_flickr(str(root), 24, seed=5, bad=True)
+    bench = L.read_flickr(str(root))
+    model, cfg = load_model(avcorr_run.checkpoint)
+    torch.manual_seed(0)
+    trained, untrained = evaluate_benchmark([model, GLCM(cfg.model)], cfg, bench, size=64)
+    print("trained", trained.summary, "untrained", untrained.summary)
+    assert trained.summary["samples"] == untrained.summary["samples"] == 25
+    assert trained.summary["ciou_mean"] >= untrained.summary["ciou_mean"] + 0.2
+    assert trained.summary["auc"] >= untrained.summary["auc"] + 0.2
+    # the CLI on the same corpus: JSON written, problems listed, maps rescore to the same cIoU
+    code, out = cli("eval-localization", "--benchmark", "flickr", "--root", root, "--checkpoint",
+                    avcorr_run.checkpoint, "--size", 64, "--save-maps", tmp_path / "maps.npz", "--out", tmp_path / "r.json")
+    assert code == 0, out
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["ciou"] == pytest.approx(trained.summary["ciou"]) and result["problems"] == {
+        "missing_audio": 1, "missing_xml": 1} and result["clipped_boxes"] == 1
+    with np.load(tmp_path / "maps.npz", allow_pickle=False) as z:
+        maps = {k: z[k] for k in z.files}
+    assert len(maps) == 25 and maps[bench.samples[0].id].shape == (224, 224)
+    _, rescored = L.score(maps, bench.samples)
+    assert rescored == pytest.approx(result["per_sample"])
