@@ -42,3 +42,11 @@ def test_flat_map_predicts_nothing_and_coarse_cell_lands_on_its_centre():
     coarse[1, 2] = 1.0                                         # cell (1, 2) is centred on pixel (16, 32)
     up = upsample_map(coarse, 64)
     assert np.unravel_index(int(up.argmax()), up.shape) == (16, 32)
+
+
+def test_benchmark_metric_on_a_grid_map_and_a_pixel_box():
+    from glcm.evaluate import benchmark_ciou
+    rows = -torch.arange(16.0)[:, None].repeat(1, 16)             # higher towards the top
+    assert benchmark_ciou(rows, np.array([0, 0, 64, 32]), 64) == pytest.approx(1.0)       # top half
+    # box = cols 0-55 (224 * 16/64), all rows; prediction = rows 0-111: P*G = 56*112, P outside = 168*112
+    assert benchmark_ciou(rows, np.array([0, 0, 16, 64]), 64) == pytest.approx(56 * 112 / (56 * 224 + 168 * 112))

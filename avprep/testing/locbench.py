@@ -3,7 +3,10 @@ correspondence generator (avprep.testing.avcorr).
 
 Per clip: the still frame is a frame where the sounding object is lit, nearest the clip's
 middle; the audio is the clip's sound centred on that frame (as long as the clip allows);
-the boxes are that frame's sounding-object box.
+the boxes are that frame's sounding-object box. With `crop`, the still is a crop x crop
+window around the sounding object (placed at random), so the object fills a share of the
+picture closer to the real benchmarks' (the median-threshold cIoU of a perfect map is about
+twice the box's share of the image, capped at 1).
 
 * Flickr-SoundNet layout: `frames/<id>.jpg`, `audio/<id>.wav` (16-bit PCM, 16 kHz),
   `Annotations/<id>.xml` with one `<object><bbox>` per annotator (3 annotators whose boxes
@@ -36,6 +39,19 @@ def still_index(clip: AVClip) -> int:
     return int(lit[np.abs(lit - mid).argmin()]) if lit.size else mid
 
 
+def still_frame(clip: AVClip, index: int, crop: int | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(frame, sounding box in its pixels): the whole frame, or a crop x crop window placed at
+    random around the sounding object (real benchmark objects fill much of the picture)."""
+    frame, box = clip.frames[index], clip.boxes[index].copy()
+    if not crop:
+        return frame, box
+    size = frame.shape[0]
+    lo = np.clip(box[2:] - crop, 0, size - crop)          # window origins that keep the box inside
+    hi = np.clip(box[:2], 0, size - crop)
+    x, y = (int(rng.integers(a, max(a, b) + 1)) for a, b in zip(lo, hi))
+    return frame[y:y + crop, x:x + crop], box - np.array([x, y, x, y])
+
+
 def centred_audio(clip: AVClip, index: int) -> np.ndarray:
     """The clip's samples centred on frame `index`'s middle, as long as the clip allows."""
     per = clip.sample_rate / clip.fps
@@ -60,9 +76,8 @@ def flickr_xml(sid: str, boxes: list[list[int]]) -> str:
     return f"<annotation><filename>{sid}.jpg</filename>{objects}</annotation>\n"
 
 
-def _write_media(root: str, sid: str, clip: AVClip, index: int, audio: bool = True) -> None:
-    cv2.imwrite(os.path.join(root, "frames", f"{sid}.jpg"), clip.frames[index][..., ::-1],
-                [cv2.IMWRITE_JPEG_QUALITY, 95])
+def _write_media(root: str, sid: str, clip: AVClip, index: int, frame: np.ndarray, audio: bool = True) -> None:
+    cv2.imwrite(os.path.join(root, "frames", f"{sid}.jpg"), frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
     if audio:
         write_wav(os.path.join(root, "audio", f"{sid}.wav"), centred_audio(clip, index), clip.sample_rate)
 
@@ -82,7 +97,8 @@ def annotator_boxes(box: np.ndarray, size: int, rng: np.random.Generator, jitter
     return out
 
 
-def write_flickr(root: str, count: int, seed: int = 3, jitter: int = 1, bad: bool = False, **kw) -> dict:
+def write_flickr(root: str, count: int, seed: int = 3, jitter: int = 1, bad: bool = False,
+                 crop: int | None = None, **kw) -> dict:
     """Flickr-layout corpus of `count` scored ids (+ 3 bad ones with `bad`); returns
     {"ids": scored ids, "missing_xml": [...], "missing_audio": [...], "clipped": n boxes}."""
     _dirs(root, "frames", "audio", "Annotations")
@@ -93,10 +109,10 @@ def write_flickr(root: str, count: int, seed: int = 3, jitter: int = 1, bad: boo
     for i, clip in enumerate(clips):
         sid = f"{1000 + i:05d}"
         index = still_index(clip)
-        size = clip.frames.shape[1]
-        boxes = annotator_boxes(clip.boxes[index], size, rng, jitter)
+        frame, box = still_frame(clip, index, crop, rng)
+        boxes = annotator_boxes(box, frame.shape[0], rng, jitter)
         role = i - count if bad and i >= count else None
-        _write_media(root, sid, clip, index, audio=role != 1)
+        _write_media(root, sid, clip, index, frame, audio=role != 1)
         if role == 2:                      # the third annotator's box reaches outside the image
             boxes[2][2] = FLICKR_SCALE + 40
             info["clipped"] += 1
@@ -108,19 +124,20 @@ def write_flickr(root: str, count: int, seed: int = 3, jitter: int = 1, bad: boo
     return info
 
 
-def write_vggss(root: str, count: int, seed: int = 4, bad: bool = False, **kw) -> dict:
+def write_vggss(root: str, count: int, seed: int = 4, bad: bool = False, crop: int | None = None, **kw) -> dict:
     """VGG-SS-layout corpus; ids look like `<ytid>_<start>`; one normalised box per clip."""
     _dirs(root, "frames", "audio", "metadata")
     kw.setdefault("obj", 22)
     clips = make_clips(count + (3 if bad else 0), seed=seed, **kw)
+    rng = np.random.default_rng(seed)
     entries, info = [], {"ids": [], "not_annotated": [], "missing_audio": [], "clipped": 0}
     for i, clip in enumerate(clips):
         sid = f"yt{i:09d}_{10 * i:06d}"
         index = still_index(clip)
-        size = clip.frames.shape[1]
-        box = [round(float(v) / size, 4) for v in clip.boxes[index]]
+        frame, pixels = still_frame(clip, index, crop, rng)
+        box = [round(float(v) / frame.shape[0], 4) for v in pixels]
         role = i - count if bad and i >= count else None
-        _write_media(root, sid, clip, index, audio=role != 1)
+        _write_media(root, sid, clip, index, frame, audio=role != 1)
         if role == 2:
             box[0] = -0.1                   # a negative coordinate, as a few real entries have
             info["clipped"] += 1

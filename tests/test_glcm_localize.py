@@ -1,0 +1,97 @@
+"""`glcm localize`: window maps, the overlay video (probed: H.264 + the original audio), the
+contact sheet, recorded reasons for bad inputs, one-line errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import cli, one_line_error
+from glcm.localize import nearest_window, upsample_to, window_starts
+
+
+def test_windows_cover_the_clip_and_frames_take_the_nearest():
+    assert window_starts(40, 32, 4).tolist() == [0, 4, 8]
+    assert window_starts(42, 32, 4).tolist() == [0, 4, 8, 10]          # the last window ends at the end
+    assert window_starts(32, 32, 4).tolist() == [0]
+    w = nearest_window(40, window_starts(40, 32, 4), 32)
+    assert w[0] == 0 and w[17] == 0 and w[18] == 1 and w[39] == 2     # centres 15.5, 19.5, 23.5
+
+
+def test_map_upsampling_keeps_the_peak_on_its_cell():
+    grid = np.zeros((4, 4))
+    grid[1, 3] = 5.0
+    up = upsample_to(grid, 31, 61)                                     # cell (1, 3) -> pixel (10, 60)
+    assert up.shape == (31, 61) and up.max() == 1.0 and up.min() == 0.0
+    assert np.unravel_index(up.argmax(), up.shape) == (10, 60)
+    assert not upsample_to(np.ones((4, 4)), 8, 8).any()                # flat map: no heat
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    from avprep.testing import avcorr
+    from avprep.testing.synthetic import write_video
+    folder = tmp_path_factory.mktemp("loc")
+    clip = avcorr.make_clips(1, seed=7, min_seconds=4, max_seconds=4, obj=22)[0]
+    paths = {"good": folder / "good.mp4", "silent": folder / "silent.mp4", "short": folder / "short.mp4",
+             "broken": folder / "broken.mp4"}
+    write_video(str(paths["good"]), clip.frames, clip.fps, clip.audio, clip.sample_rate, codec="h264",
+                audio_codec="aac")
+    write_video(str(paths["silent"]), clip.frames, clip.fps, None, codec="h264")
+    write_video(str(paths["short"]), clip.frames[:12], clip.fps, clip.audio[:19200], clip.sample_rate,
+                codec="h264", audio_codec="aac")
+    paths["broken"].write_bytes(b"\x00" * 500)
+    return paths, clip
+
+
+def test_localize_writes_overlay_with_audio_and_sheet(avcorr_run, clips, tmp_path):
+    import cv2
+
+    from avprep.probe import probe
+    paths, clip = clips
+    out = tmp_path / "out"
+    code, text = cli("localize", paths["good"], paths["silent"], paths["short"], paths["broken"],
+                     tmp_path / "absent.mp4", "--checkpoint", avcorr_run.checkpoint, "--out", out,
+                     "--short-side", 64)
+    assert code == 0, text
+    info = probe(str(out / "good.mp4"))
+    assert info.video.codec == "h264" and (info.video.width, info.video.height) == (64, 64)
+    assert info.audio is not None and info.audio.codec == "aac"
+    assert info.duration == pytest.approx(4.0, abs=0.15)
+    sheet = cv2.imread(str(out / "good.png"))
+    assert sheet is not None and sheet.shape[0] == 2 * 64 + 6
+    record = json.loads((out / "localize.json").read_text())["videos"]
+    reasons = {r["video"].rsplit("/", 1)[-1]: r.get("reason") for r in record}
+    assert reasons == {"good.mp4": None, "silent.mp4": "no_audio", "short.mp4": "too_short",
+                       "broken.mp4": "corrupt", "absent.mp4": "missing"}
+    with np.load(out / "good.maps.npz", allow_pickle=False) as z:
+        soft, windows = z["softmax"], z["frame_window"]
+    assert soft.shape == (3, 16, 16) and windows.shape == (40,)
+    assert np.allclose(soft.sum(axis=(1, 2)), 1.0, atol=1e-5)
+    # the trained model's attention peaks on the sounding object (cell (i, j) is centred on
+    # pixel (4i, 4j) of the 64 px frame) in most frames
+    hits = []
+    for i in range(40):
+        y, x = np.unravel_index(soft[windows[i]].argmax(), (16, 16))
+        x0, y0, x1, y1 = clip.boxes[i]
+        hits.append(x0 <= x * 4 < x1 and y0 <= y * 4 < y1)
+    assert np.mean(hits) >= 0.8
+
+
+def test_localize_with_no_usable_video_exits_1_and_bad_options_are_one_line(avcorr_run, clips, tmp_path):
+    paths, _ = clips
+    code, text = cli("localize", paths["silent"], "--checkpoint", avcorr_run.checkpoint, "--out", tmp_path / "o")
+    assert code == 1 and "no_audio" in text and "no video could be localised" in one_line_error(text)
+    code, text = cli("localize", paths["good"], "--checkpoint", tmp_path / "none.pt", "--out", tmp_path / "o")
+    assert code == 2 and "does not exist" in one_line_error(text)
+    (tmp_path / "file").write_text("x")
+    code, text = cli("localize", paths["good"], "--checkpoint", avcorr_run.checkpoint, "--out", tmp_path / "file")
+    assert code == 2 and "is a file" in one_line_error(text)
+    code, text = cli("localize", paths["good"], "--checkpoint", avcorr_run.checkpoint, "--out", tmp_path / "o",
+                     "--map", "heat")
+    assert code == 2 and "--map heat" in one_line_error(text)
+    code, text = cli("eval-localization", "--checkpoint", avcorr_run.checkpoint, "--benchmark", "flickr")
+    assert code == 2 and "needs --root" in one_line_error(text)
+    code, text = cli("eval-localization", "--checkpoint", avcorr_run.checkpoint)
+    assert code == 2 and "either --benchmark" in one_line_error(text)
