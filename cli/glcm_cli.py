@@ -225,15 +225,13 @@ def eval_localization(
     """Localisation scores: cIoU (AP50), AUC and mean cIoU on Flickr-SoundNet / VGG-SS
     (LVS / EZ-VSL protocol), or on a synthetic annotated corpus (--shards)."""
     with one_line_errors():
-        from glcm.checkpoint import load_model
         from glcm.config import ConfigError
         if (benchmark is None) == (shards is None):
             raise ConfigError("give either --benchmark flickr|vggss with --root, or --shards with --annotations")
-        model, cfg = load_model(checkpoint)
         if benchmark is not None:
-            result = _eval_benchmark(model, cfg, benchmark, root, annotations, ids, size, map_, rule, save_maps)
+            result = _eval_benchmark(checkpoint, benchmark, root, annotations, ids, size, map_, rule, save_maps)
         else:
-            result = _eval_shards(model, cfg, shards, annotations, crop, shift, threshold, save_maps)
+            result = _eval_shards(checkpoint, shards, annotations, crop, shift, threshold, save_maps)
         if out is not None:
             from cli.locinput import write_json
             write_json(out, result)
@@ -242,8 +240,9 @@ def eval_localization(
     typer.echo(json.dumps(result))
 
 
-def _eval_benchmark(model, cfg, name, root, annotations, ids, size, kind, rule, save_maps) -> dict:
+def _eval_benchmark(checkpoint, name, root, annotations, ids, size, kind, rule, save_maps) -> dict:
     from cli.locinput import bench_report, evaluate_benchmark, save_maps as write_maps
+    from glcm.checkpoint import load_model
     from glcm.config import ConfigError
     from glcm.locbench import RULES, read_benchmark, read_ids
     _positive(size=size)
@@ -251,10 +250,12 @@ def _eval_benchmark(model, cfg, name, root, annotations, ids, size, kind, rule, 
         raise ConfigError(f"--benchmark {name} needs --root (the benchmark folder)")
     if kind not in ("similarity", "softmax") or rule not in RULES:
         raise ConfigError(f"--map {kind} / --rule {rule}: choose similarity|softmax and {'|'.join(RULES)}")
-    if ids is not None and not ids.is_file():
-        raise ConfigError(f"--ids {ids}: no such file")
-    bench = read_benchmark(name, str(root), str(annotations) if annotations else None,
-                           read_ids(str(ids)) if ids else None)
+    try:
+        listed = read_ids(str(ids)) if ids is not None else None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--ids {ids}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    bench = read_benchmark(name, str(root), str(annotations) if annotations else None, listed)
+    model, cfg = load_model(checkpoint)
     if not bench.samples:
         raise ConfigError(f"--root {root}: no scorable {name} sample ({bench.problem_counts() or 'no ids'})")
     result = evaluate_benchmark([model], cfg, bench, size, kind, rule)[0]
@@ -265,7 +266,8 @@ def _eval_benchmark(model, cfg, name, root, annotations, ids, size, kind, rule, 
     return bench_report(bench, result, {"size": size, "map": kind, "rule": rule, "frames": cfg.data.frames})
 
 
-def _eval_shards(model, cfg, shards, annotations, crop, shift, threshold, save_maps) -> dict:
+def _eval_shards(checkpoint, shards, annotations, crop, shift, threshold, save_maps) -> dict:
+    from glcm.checkpoint import load_model
     from glcm.config import ConfigError
     from glcm.evaluate import evaluate, load_eval_clips
     from glcm.train import resolve_shards
@@ -275,6 +277,7 @@ def _eval_shards(model, cfg, shards, annotations, crop, shift, threshold, save_m
     if annotations is None:
         raise ConfigError("--shards needs --annotations (the corpus's avcorr.json)")
     records = _annotations(annotations)
+    model, cfg = load_model(checkpoint)
     try:
         clips = load_eval_clips(resolve_shards(shards), records, cfg.data.frames, crop, shift,
                                 cfg.model.mel_per_frame, cfg.model.n_mels)

@@ -172,3 +172,23 @@ def test_synthetic_shards_path_reports_the_benchmark_metric(avcorr_run, tmp_path
     assert len(result["per_sample"]) == 4 and result["pointing"] >= 0.75
     with np.load(tmp_path / "m.npz", allow_pickle=False) as z:
         assert sorted(z.files) == sorted(result["per_sample"]) and z[z.files[0]].shape == (224, 224)
+
+
+def test_undecodable_samples_are_recorded_and_none_left_is_one_line(avcorr_run, tmp_path):
+    from avprep.testing.locbench import write_flickr
+    from conftest import cli, one_line_error
+    write_flickr(str(tmp_path), 3, crop=40)
+    (tmp_path / "frames" / "01000.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "audio" / "01001.wav").write_bytes(b"RIFF, not a wav")
+    args = ["eval-localization", "--benchmark", "flickr", "--root", tmp_path, "--checkpoint", avcorr_run.checkpoint,
+            "--size", 40]
+    code, out = cli(*args, "--out", tmp_path / "r.json")
+    assert code == 0, out
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["samples"] == 1 and result["problems"] == {"bad_frame": 1, "decode_error": 1}
+    assert result["problem_ids"] == {"bad_frame": ["01000"], "decode_error": ["01001"]}
+    (tmp_path / "frames" / "01002.jpg").write_bytes(b"")
+    code, out = cli(*args)
+    assert code == 2 and "no sample could be decoded" in one_line_error(out)
+    code, out = cli(*args, "--ids", tmp_path / "none.csv")
+    assert code == 2 and "--ids" in one_line_error(out)
