@@ -391,6 +391,11 @@ def finetune(
     mode: Optional[str] = typer.Option(None, help="full (finetune everything, the paper) or linear (frozen encoders)."),
     features: Optional[str] = typer.Option(None, help="Visual tasks: global, local or both (concatenated; default)."),
     clips: Optional[int] = typer.Option(None, help="Test clips per video (task.clips; default 10, LRW 1)."),
+    input_: Optional[str] = typer.Option(None, "--input", help="lrw/dfdc: crops (lip/face crops, default) or "
+                                                              "full-frames (shards of `avprep build lrw|dfdc --crop none`)."),
+    pool: Optional[str] = typer.Option(None, help="Spatial pooling of the visual features: mean (default) or "
+                                                 "attention (the pretrained model's audio-visual map; needs "
+                                                 "--input full-frames, samples with audio and a checkpoint --init)."),
     config: Optional[Path] = typer.Option(None, help="JSON config (sections model, loss, data, train, task)."),
     preset: Optional[str] = typer.Option(None, help=PRESET_HELP + " Default with a checkpoint --init: its "
                                                    "architecture."),
@@ -417,7 +422,8 @@ def finetune(
         cfg = load_finetune_config(config, list(set_) + [f"{k}={v}" for k, v in {
             "task.name": task, "task.init": init, "data.shards": shards, "task.val_shards": val_shards,
             "task.test_shards": test_shards, "train.out": out, "task.mode": mode, "task.features": features,
-            "task.clips": clips, "train.steps": steps, "train.batch_size": batch_size, "train.device": device,
+            "task.clips": clips, "task.input": input_, "task.pool": pool, "train.steps": steps,
+            "train.batch_size": batch_size, "train.device": device,
             "data.workers": workers, "train.epoch_batches": epoch_batches, **parts}.items() if v is not None],
             preset, init_model(init) if adopt else None)
         logging.basicConfig(level=logging.WARNING)

@@ -125,14 +125,15 @@ class Task:
     paper: float | None     # the paper's number (percent); None: the paper gives none
     clips: int = 10         # default test clips per video
     temporal: bool = False  # a temporal-conv backend over per-frame features (LRW)
+    crop: str = ""          # the crops its samples hold with --input crops (lrw lips, dfdc face); "": whole frames
 
 
 TASKS = {
     "ucf101": Task(101, "video", "split", "top1", 91.2),
     "hmdb51": Task(51, "video", "split", "top1", 61.9),
     "esc50": Task(50, "audio", "fold", "top1", 80.1),
-    "lrw": Task(500, "video", "given", "top1", None, clips=1, temporal=True),
-    "dfdc": Task(2, "video", "lists", "auc", 96.7),
+    "lrw": Task(500, "video", "given", "top1", None, clips=1, temporal=True, crop="lips"),
+    "dfdc": Task(2, "video", "lists", "auc", 96.7, crop="face"),
 }
 PAPER_NUMBERS = {name: t.paper for name, t in TASKS.items() if t.paper is not None}
 # Task defaults, applied after the preset and before --config / --set: LRW clips are 29
@@ -157,6 +158,9 @@ class TaskConfig:
     temporal_width: int = 256       # LRW: channels of the temporal-conv backend
     train_list: str = ""            # DFDC: Chugh et al. train list (lines <id>.dfdc_train_part_NN)
     test_list: str = ""             # DFDC: Chugh et al. test list
+    input: str = ""                 # lrw/dfdc: crops (their lip/face crops; the default) or full-frames
+    pool: str = "mean"              # spatial pooling of the visual features: mean, or attention (the pretrained
+                                    # model's audio-visual attention map; needs full frames with audio, paper Table 7)
 
 
 @dataclass
@@ -419,7 +423,35 @@ def validate_finetune(cfg: FinetuneConfig) -> FinetuneConfig:
         raise ConfigError(f"task.dropout must be in [0, 1), got {t.dropout}")
     if not t.init:
         raise ConfigError("--init: give a glcm checkpoint.pt (or an export-encoder file), or scratch")
+    validate_input(t)
     return cfg
+
+
+def input_of(t: TaskConfig) -> str:
+    """What the head of a crop task (lrw, dfdc) sees: crops (default) or full-frames; ""
+    for the other tasks."""
+    return (t.input or "crops") if TASKS[t.name].crop else ""
+
+
+def validate_input(t: TaskConfig) -> None:
+    """--input / --pool (lrw and dfdc only) and the combinations that cannot work (one line each)."""
+    if t.input not in ("", "crops", "full-frames"):
+        raise ConfigError(f"task.input must be crops or full-frames, got {t.input!r}")
+    if t.pool not in ("mean", "attention"):
+        raise ConfigError(f"task.pool must be mean or attention, got {t.pool!r}")
+    task = TASKS[t.name]
+    if (t.input or t.pool != "mean") and not task.crop:
+        what = "has no video" if task.modality != "video" else "reads whole frames and has no crops to replace"
+        raise ConfigError(f"--input / --pool attention are for lrw and dfdc (the map instead of their lip/face "
+                          f"crops, paper Table 7); task {t.name} {what}")
+    if t.pool != "attention":
+        return
+    if input_of(t) != "full-frames":
+        raise ConfigError(f"--pool attention replaces the {task.crop} crops: add --input full-frames "
+                          f"(shards from `avprep build {t.name} --crop none`)")
+    if t.init == "scratch":
+        raise ConfigError("--pool attention with --init scratch: a random model's attention map means nothing; "
+                          "give the pretraining checkpoint.pt (its audio and global encoders make the map)")
 
 
 def load_finetune_config(path: str | Path | None = None, overrides: list[str] | None = None,

@@ -28,9 +28,9 @@ import webdataset as wds
 from avprep.format import FormatError, parse_meta
 from avprep.fsio import atomic_write, atomic_writer, make_output_dir
 from glcm import metrics
-from glcm.config import TASKS, ConfigError, FinetuneConfig, Task, validate_finetune
+from glcm.config import TASKS, ConfigError, FinetuneConfig, Task, input_of, validate_finetune
 from glcm.data import ClipSpec, NoBatchError, SkipCounter, SkipSample, is_member, make_loader
-from glcm.heads import Classifier, encoder_names, freeze_backbones, load_init
+from glcm.heads import Classifier, encoder_names, freeze_backbones, load_pretrained
 from glcm.model import prepare_frames
 from glcm.labelled import Reader, Scan, Selection, decode_train, label_of, read_list, scan, test_windows
 from glcm.plot import plot_confusion, plot_per_class, plot_roc
@@ -56,7 +56,7 @@ def where(cfg: FinetuneConfig) -> tuple[str, int]:
 
 def reader_of(cfg: FinetuneConfig) -> Reader:
     task = task_of(cfg)
-    return Reader(task.modality, classes_of(cfg), cfg.task.boundary and task.temporal)
+    return Reader(task.modality, classes_of(cfg), cfg.task.boundary and task.temporal, cfg.task.pool == "attention")
 
 
 def selection(cfg: FinetuneConfig, role: str) -> Selection:
@@ -70,7 +70,7 @@ def selection(cfg: FinetuneConfig, role: str) -> Selection:
 def build_classifier(cfg: FinetuneConfig) -> Classifier:
     t, task = cfg.task, task_of(cfg)
     return Classifier(cfg.model, encoder_names(task.modality, t.features), classes_of(cfg), t.dropout,
-                      t.temporal_width if task.temporal else 0, t.boundary and task.temporal)
+                      t.temporal_width if task.temporal else 0, t.boundary and task.temporal, t.pool == "attention")
 
 
 class FinetuneTrainer(LoopTrainer):
@@ -87,7 +87,7 @@ class FinetuneTrainer(LoopTrainer):
         t = self.cfg.task
         model = build_classifier(self.cfg)
         if t.init != "scratch" and self.load_weights:
-            load_init(model, t.init)
+            load_pretrained(model, t.init)
         if t.mode == "linear":
             freeze_backbones(model)
         return model
@@ -143,6 +143,7 @@ def check_samples(cfg: FinetuneConfig, found: Scan, option: str, role: str) -> N
     if not any(getattr(m, stream) for m in labelled):
         kind = "visual-only (has_audio false)" if task.modality == "audio" else "audio-only (has_video false)"
         raise ConfigError(f"{option}: task {name} reads the {task.modality}, but every sample is {kind}")
+    check_input(cfg, labelled, option)
     if role != "all":
         check_part(cfg, labelled, option, role)
     if task.metric == "auc" and role != "train":
@@ -151,6 +152,32 @@ def check_samples(cfg: FinetuneConfig, found: Scan, option: str, role: str) -> N
         if len({m.labels["label_index"] for m in test}) < 2:
             raise ConfigError(f"{option}: the {name} test samples are all of one class; ROC AUC needs "
                               "REAL and FAKE videos")
+
+
+def check_input(cfg: FinetuneConfig, metas: list, option: str) -> None:
+    """Crops for --input crops, whole frames for --input full-frames; audio for the
+    attention map (samples without it are skipped as visual_only while training)."""
+    task, name, kind = task_of(cfg), cfg.task.name, input_of(cfg.task)
+    if not task.crop:
+        return
+    cropped = sorted({str(m.crop.get("kind")) for m in metas if isinstance(m.crop, dict)})
+    whole = sum(1 for m in metas if not isinstance(m.crop, dict))
+    if kind == "crops" and whole:
+        raise ConfigError(f"{option}: {whole} of {len(metas)} samples are whole frames (no crop); task {name} reads "
+                          f"{task.crop} crops (`avprep build {name}`), or give --input full-frames")
+    if kind == "full-frames" and cropped:
+        raise ConfigError(f"{option}: the samples hold {' and '.join(cropped)} crops; --input full-frames needs "
+                          f"whole frames (`avprep build {name} --crop none`)")
+    if cfg.task.pool != "attention":
+        return
+    voiced = [m for m in metas if m.has_audio]
+    if not voiced:
+        raise ConfigError(f"{option}: --pool attention makes its map from the audio, but every sample is "
+                          "visual-only (has_audio false); use --pool mean")
+    ks = sorted({m.mel_per_frame for m in voiced})
+    if len(ks) > 1:
+        raise ConfigError(f"{option}: the samples mix mel_per_frame {', '.join(map(str, ks))}; the attention pool "
+                          "batches their mels: build them at one fps and hop")
 
 
 def check_part(cfg: FinetuneConfig, metas: list, option: str, role: str) -> None:
@@ -198,7 +225,7 @@ def check_finetune(cfg: FinetuneConfig) -> dict[str, list[str]]:
         if option in urls:
             check_samples(cfg, scan(urls[option]), option, "all")
     if t.init != "scratch":
-        load_init(build_classifier(cfg), t.init)
+        load_pretrained(build_classifier(cfg), t.init)
     return urls
 
 
@@ -324,6 +351,7 @@ def run_facts(cfg: FinetuneConfig) -> dict:
         protocol, number = "split", ("lists" if t.test_list else "test shards") if protocol == "lists" else "test"
     return {"task": t.name, "init": "scratch" if t.init == "scratch" else "pretrained", "init_path": t.init,
             "mode": t.mode, "features": t.features if task_of(cfg).modality == "video" else "audio",
+            **({"input": input_of(t), "pool": t.pool} if task_of(cfg).crop else {}),
             protocol: number, "metric": task_of(cfg).metric, "paper": task_of(cfg).paper}
 
 

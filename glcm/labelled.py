@@ -115,13 +115,17 @@ class Reader:
     modality: str
     classes: int
     boundary: bool = False      # add the word-boundary vector of the window (LRW)
+    audio: bool = False         # video tasks: add the window's mel too (it makes the attention map)
 
     def open(self, raw: dict, spec: ClipSpec) -> Sample:
         try:
-            sample = open_sample(raw, require_video=self.modality == "video", require_audio=self.modality == "audio")
+            sample = open_sample(raw, require_video=self.modality == "video",
+                                 require_audio=self.modality == "audio" or self.audio)
         except FormatError as exc:
             raise SkipSample(exc.reason, exc.detail) from None
         meta = sample.meta
+        if self.audio and meta.n_mels != spec.n_mels:
+            raise SkipSample("n_mels", f"shard has {meta.n_mels} mel bands, model expects {spec.n_mels}")
         if self.modality == "audio" and (meta.mel_per_frame, meta.n_mels) != (spec.mel_per_frame, spec.n_mels):
             raise SkipSample("mel_per_frame" if meta.mel_per_frame != spec.mel_per_frame else "n_mels",
                              f"shard has {meta.mel_per_frame} x {meta.n_mels}, model expects "
@@ -136,10 +140,12 @@ class Reader:
         indices = [(start + i) % n for i in range(spec.frames)]
         extra = {"boundary": word_boundary(sample.meta)[indices]} if self.boundary else {}
         try:
-            if self.modality == "audio":
-                k = sample.meta.mel_per_frame
+            if self.modality == "audio" or self.audio:
+                k = sample.meta.mel_per_frame      # the sample's own: the map's audio is pooled over time
                 mel = sample.mel_window(0, n).reshape(spec.n_mels, n, k)[:, indices].reshape(spec.n_mels, -1)
-                return {"mel": np.ascontiguousarray(mel), **extra}
+                extra["mel"] = np.ascontiguousarray(mel)
+            if self.modality == "audio":
+                return extra
             bgr, _ = decode_frames(sample, indices, spec, rng)
         except FormatError as exc:
             raise SkipSample(exc.reason, exc.detail) from None

@@ -16,7 +16,7 @@ from glcm import metrics
 from glcm.config import PAPER_NUMBERS, TASKS, ConfigError
 
 PARTS = {"split": (1, 2, 3), "fold": (1, 2, 3, 4, 5)}
-HEADER = ("run", "task", "init", "mode", "features", "split/fold", "metric", "ours", "paper", "pictures")
+HEADER = ("run", "task", "init", "mode", "features", "split/fold", "metric", "ours", "paper", "input, pool", "pictures")
 
 
 def read_metrics(folder: Path) -> dict | None:
@@ -74,6 +74,13 @@ def link(folder: Path | None, name: str, base: Path) -> str:
     return f"[{Path(name).stem}]({os.path.relpath(folder / name, base)})"
 
 
+def input_pool(m: dict) -> str:
+    """What the visual head saw (crops / full-frames) and how it pooled over space (mean /
+    attention) in an lrw / dfdc run, so a crop run and an attention run read side by side;
+    "" for the other tasks and older runs."""
+    return ", ".join(str(m[k]) for k in ("input", "pool") if m.get(k))
+
+
 def row(folder: Path | None, m: dict, base: Path) -> str:
     protocol, number = part_of(m)
     paper = PAPER_NUMBERS.get(m["task"])
@@ -82,7 +89,7 @@ def row(folder: Path | None, m: dict, base: Path) -> str:
     metric = TASKS[m["task"]].metric if m["task"] in TASKS else m.get("metric", "")
     cells = (name, m["task"], m.get("init", ""), m.get("mode", ""), m.get("features", ""),
              f"{protocol} {number}".strip(), metric, f"{100 * m['value']:.1f}",
-             f"{paper:.1f}" if paper is not None else "", pictures)
+             f"{paper:.1f}" if paper is not None else "", input_pool(m), pictures)
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 

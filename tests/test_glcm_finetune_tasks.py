@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from avprep.format import SampleMeta, SourceVideo, encode_sample
+import numpy as np
+
+from avprep.format import FACE_STATUS, LANDMARKS, TRANSFORM, SampleMeta, SourceVideo, encode_sample
 from glcm.config import ConfigError
 from glcm.labelled import dfdc_key, read_list, word_boundary
 from conftest import cli, one_line_error
@@ -18,12 +20,20 @@ SRC = SourceVideo(width=40, height=40, sar="1", rotation=0, fps=25.0, codec="h26
                   audio_channels=None, audio_sample_rate=None)
 
 
-def sample(item_id: str, label: str, index: int, split: str, seed: int, frames: int = 29, **extra) -> dict:
+def sample(item_id: str, label: str, index: int, split: str, seed: int, frames: int = 29, crop: str | None = "lips",
+           mel: bool = False, **extra) -> dict:
+    """A 40x40 sample; `crop` (lips / face) makes it a crop sample as the face stage writes
+    it (json crop + landmark/transform/status arrays; their values do not matter here),
+    None a whole-frame one; `mel` adds a log-mel (4 columns per frame)."""
     meta = SampleMeta(key=f"k{seed}", source="t", item_id=item_id, split=split, source_path=item_id, segment=0,
                       first_frame=0, fps=25.0, start_time=0.0, end_time=frames / 25, cut_start=None, cut_end=None,
                       has_audio=False, sample_rate=16000, hop_length=160, n_fft=400, n_mels=80, mel_per_frame=4,
-                      labels={"label": label, "label_index": index}, extra=extra, source_video=SRC)
-    return encode_sample(meta, picture(index, seed, frames), None, 90)
+                      labels={"label": label, "label_index": index}, extra=extra, source_video=SRC,
+                      crop={"kind": crop, "size": 40, "num_frames": frames} if crop else None)
+    arrays = {LANDMARKS: np.zeros((frames, 68, 2), np.float32), TRANSFORM: np.zeros((frames, 2, 3), np.float32),
+              FACE_STATUS: np.ones(frames, np.uint8)} if crop else None
+    spectrum = np.random.default_rng(seed).normal(-40, 5, (80, 4 * frames)).astype(np.float32) if mel else None
+    return encode_sample(meta, picture(index, seed, frames), spectrum, 90, arrays)
 
 
 def test_word_boundary_is_the_centred_span():
@@ -77,7 +87,7 @@ def test_dfdc_lists_and_video_auc_end_to_end(tmp_path):
     samples, lines = [], {"train": [], "test": []}
     for i in range(8):
         label = "FAKE" if i % 2 else "REAL"
-        samples.append(sample(f"dfdc_train_part_{i % 2}/v{i}.mp4", label, i % 2, "train", i, frames=12))
+        samples.append(sample(f"dfdc_train_part_{i % 2}/v{i}.mp4", label, i % 2, "train", i, frames=12, crop="face"))
         lines["test" if i < 4 else "train"].append(f"v{i}.dfdc_train_part_{i % 2:02d}")
     shards = write(tmp_path / "dfdc-000000.tar", samples)
     for role, ids in lines.items():
@@ -98,12 +108,13 @@ def test_dfdc_lists_and_video_auc_end_to_end(tmp_path):
         roc_auc_score([int(r.split(",")[1]) for r in rows], fake), abs=1e-5)
     assert (run / "roc.png").stat().st_size > 1000 and m["pictures"]["roc"] == "roc.png"
     code, out = cli("report", run, "--out", tmp_path / "r.md")
-    assert code == 0 and "| dfdc | scratch | full | both | split lists | auc |" in (tmp_path / "r.md").read_text()
+    text = (tmp_path / "r.md").read_text()
+    assert code == 0 and "| dfdc | scratch | full | both | split lists | auc |" in text and "| crops, mean |" in text
 
 
 def dfdc_shards(t: Path) -> str:
     return write(t / "d.tar", [sample(f"dfdc_train_part_0/v{i}.mp4", "FAKE" if i % 2 else "REAL", i % 2, "train", i,
-                                      frames=8) for i in range(4)])
+                                      frames=8, crop="face") for i in range(4)])
 
 
 def one_class_list(t: Path) -> list:
