@@ -91,6 +91,9 @@ def build(
     splits: Annotated[Optional[Path], typer.Option(help="ucf101: the ucfTrainTestlist/ folder; hmdb51: the "
                                                    "testTrainMulti_7030_splits/ folder (default: that folder in "
                                                    "or beside ROOT).")] = None,
+    max_words: Annotated[Optional[int], typer.Option(help="lrs2: cut timed pretrain utterances into runs of at "
+                                                     "most N words (a curriculum; default 0: whole "
+                                                     "utterances).")] = None,
     classes: Annotated[Optional[Path], typer.Option(help="kinetics: keep only these labels, one class name per "
                                                     "line (e.g. Kinetics-Sounds); names match loosely, classes "
                                                     "that match none are listed as failures.")] = None,
@@ -140,7 +143,7 @@ def build(
     args = {"root": _str(root), "kinetics": _str(kinetics), "avspeech": _str(avspeech),
             "per_source": per_source, "seed": seed,
             "only_present": only_present, "csv": [str(c) for c in csv] if csv else None,
-            "splits": _str(splits), "classes": _str(classes)}
+            "splits": _str(splits), "classes": _str(classes), "max_words": max_words}
     options = {"video.fps": fps, "video.short_side": short_side, "video.square": square,
                "audio.require_audio": require_audio,
                "video.jpeg_quality": jpeg_quality, "audio.hop_length": hop, "clip.max_seconds": max_seconds,

@@ -369,12 +369,15 @@ def _part_options(task: Optional[str], split: Optional[str], fold: Optional[int]
     if task in ("lrw", "dfdc") and (split is not None or fold is not None or folds):
         raise ConfigError(f"{task} has no --split / --fold: LRW trains on its train build and tests on --test-shards; "
                           "DFDC takes --test-shards or --set task.train_list/test_list (Chugh et al. lists)")
+    if task == "lrs2" and (split is not None or fold is not None or folds):
+        raise ConfigError("lrs2 has no --split / --fold: it trains on the samples whose split is in "
+                          "task.train_splits (default train) and tests on split test or on --test-shards")
     return sets, every
 
 
 @app.command()
 def finetune(
-    task: Optional[str] = typer.Option(None, help="ucf101, hmdb51, esc50, lrw or dfdc (task.name)."),
+    task: Optional[str] = typer.Option(None, help="ucf101, hmdb51, esc50, lrw, lrs2 or dfdc (task.name)."),
     shards: Optional[str] = typer.Option(None, help="Labelled shards of one build (avprep build ucf101|hmdb51|esc50): "
                                                    "the split / fold picks train and test samples. " + SHARDS_HELP),
     val_shards: Optional[str] = typer.Option(None, help="Held-out shards, scored at the end (task.val_shards)."),
@@ -417,7 +420,8 @@ def finetune(
             config = _resume_config(out, config)
         elif task is None or init is None:
             from glcm.config import ConfigError
-            raise ConfigError("give --task (ucf101, hmdb51, esc50, lrw or dfdc) and --init (a checkpoint.pt or scratch)")
+            raise ConfigError("give --task (ucf101, hmdb51, esc50, lrw, lrs2 or dfdc) and --init (a checkpoint.pt or "
+                              "scratch)")
         adopt = init not in (None, "scratch") and preset is None and config is None
         cfg = load_finetune_config(config, list(set_) + [f"{k}={v}" for k, v in {
             "task.name": task, "task.init": init, "data.shards": shards, "task.val_shards": val_shards,

@@ -125,6 +125,7 @@ class Task:
     paper: float | None     # the paper's number (percent); None: the paper gives none
     clips: int = 10         # default test clips per video
     temporal: bool = False  # a temporal-conv backend over per-frame features (LRW)
+    sequence: bool = False  # CTC over characters per frame, scored by WER (LRS2; glcm/sentence.py)
     crop: str = ""          # the crops its samples hold with --input crops (lrw lips, dfdc face); "": whole frames
 
 
@@ -133,17 +134,18 @@ TASKS = {
     "hmdb51": Task(51, "video", "split", "top1", 61.9),
     "esc50": Task(50, "audio", "fold", "top1", 80.1),
     "lrw": Task(500, "video", "given", "top1", None, clips=1, temporal=True, crop="lips"),
+    "lrs2": Task(39, "video", "given", "wer", None, clips=1, sequence=True),    # 39 CTC symbols (glcm/ctc.py)
     "dfdc": Task(2, "video", "lists", "auc", 96.7, crop="face"),
 }
 PAPER_NUMBERS = {name: t.paper for name, t in TASKS.items() if t.paper is not None}
 # Task defaults, applied after the preset and before --config / --set: LRW clips are 29
 # frames (28 = the longest multiple of model.global_stride 4) of grey lip crops.
-TASK_DEFAULTS = {"lrw": ["data.frames=28", "data.grey_prob=0"]}
+TASK_DEFAULTS = {"lrw": ["data.frames=28", "data.grey_prob=0"], "lrs2": ["data.grey_prob=0"]}
 
 
 @dataclass
 class TaskConfig:
-    name: str = "ucf101"            # ucf101, hmdb51, esc50, lrw or dfdc (TASKS)
+    name: str = "ucf101"            # ucf101, hmdb51, esc50, lrw, lrs2 or dfdc (TASKS)
     init: str = "scratch"           # a glcm checkpoint.pt or export-encoder file, or scratch (random init)
     mode: str = "full"              # full: finetune encoders and head; linear: frozen encoders (linear probe)
     features: str = "both"          # visual tasks: global, local or both encoders' features (concatenated)
@@ -155,9 +157,12 @@ class TaskConfig:
     val_shards: str = ""            # optional held-out shards, scored like the test set at the end
     test_shards: str = ""           # test shards; empty: the test split/fold of data.shards
     boundary: bool = False          # LRW: feed the word-boundary vector (extra.word_duration) to the backend
-    temporal_width: int = 256       # LRW: channels of the temporal-conv backend
+    temporal_width: int = 256       # LRW, LRS2: channels of the temporal-conv backend
     train_list: str = ""            # DFDC: Chugh et al. train list (lines <id>.dfdc_train_part_NN)
     test_list: str = ""             # DFDC: Chugh et al. test list
+    max_frames: int = 250           # LRS2: longer utterances are skipped (too_long); 250 = 10 s at 25 fps
+    beam: int = 8                   # LRS2: beam width of the CTC prefix beam search
+    train_splits: str = "train"     # LRS2: comma-separated sample splits that train, e.g. pretrain,train
     input: str = ""                 # lrw/dfdc: crops (their lip/face crops; the default) or full-frames
     pool: str = "mean"              # spatial pooling of the visual features: mean, or attention (the pretrained
                                     # model's audio-visual attention map; needs full frames with audio, paper Table 7)
@@ -423,6 +428,8 @@ def validate_finetune(cfg: FinetuneConfig) -> FinetuneConfig:
         raise ConfigError(f"task.dropout must be in [0, 1), got {t.dropout}")
     if not t.init:
         raise ConfigError("--init: give a glcm checkpoint.pt (or an export-encoder file), or scratch")
+    if t.max_frames < 1 or t.beam < 1:
+        raise ConfigError(f"task.max_frames and task.beam must be positive, got {t.max_frames} and {t.beam}")
     validate_input(t)
     return cfg
 

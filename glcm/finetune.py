@@ -398,6 +398,9 @@ def evaluate_run(trainer: FinetuneTrainer, urls: dict[str, list[str]], last: dic
 def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
     """One finetuning run; returns the last training record with the test metrics
     (`metrics`) when the run finished all its steps."""
+    if task_of(cfg).sequence:                     # LRS2: CTC over characters (glcm/sentence.py)
+        from glcm.sentence import finetune_sentence
+        return finetune_sentence(cfg, resume)
     urls: dict[str, list[str]] = {}
     reader = reader_of(cfg)
 

@@ -87,6 +87,7 @@ def row(folder: Path | None, m: dict, base: Path) -> str:
     pictures = " ".join(filter(None, (link(folder, p, base) for p in (m.get("pictures") or {}).values())))
     name = f"[{folder.name}]({os.path.relpath(folder, base)})" if folder is not None else "(mean)"
     metric = TASKS[m["task"]].metric if m["task"] in TASKS else m.get("metric", "")
+    metric = "wer (lower is better)" if metric == "wer" else metric          # LRS2: word error rate
     cells = (name, m["task"], m.get("init", ""), m.get("mode", ""), m.get("features", ""),
              f"{protocol} {number}".strip(), metric, f"{100 * m['value']:.1f}",
              f"{paper:.1f}" if paper is not None else "", input_pool(m), pictures)
