@@ -151,6 +151,7 @@ class TaskConfig:
     features: str = "both"          # visual tasks: global, local or both encoders' features (concatenated)
     split: int = 1                  # UCF101/HMDB51: split 1-3 (extra.splits of the samples)
     fold: int = 1                   # ESC-50: test fold 1-5 (extra.fold); the other folds train
+    all_parts: bool = False         # every split (--split all) or fold (--folds all): OUT/split-N or OUT/fold-N + the mean
     classes: int = 0                # head size; 0: the task's own class count
     clips: int = 0                  # test clips per video, uniformly spaced, centre crop; 0: the task's (10; LRW 1)
     dropout: float = 0.5            # before the linear head

@@ -123,3 +123,23 @@ def test_an_encoder_file_cannot_make_the_map(pretrained, tmp_path):
     code, out = cli("finetune", "--task", "lrw", *lrw_shards(tmp_path / "s", None), "--input", "full-frames",
                     "--pool", "attention", "--features", "local", "--init", enc, "--out", tmp_path / "run", *FAST)
     assert code == 2 and "--pool attention needs the pretraining checkpoint.pt" in one_line_error(out)
+
+
+def test_the_reader_adds_the_windows_own_mel_and_skips_samples_without_audio():
+    import numpy as np
+
+    from glcm.data import ClipSpec, SkipSample
+    from glcm.labelled import Reader, decode_train
+    spec = ClipSpec(frames=8, crop=32, flip_prob=0, grey_prob=0, jitter=False, mel_per_frame=10)
+    reader = Reader("video", 2, audio=True)
+    raw = sample("W0/train/W0_00001", "W0", 0, "train", 3, frames=6, crop=None, mel=True)
+    out = decode_train(raw, spec, np.random.default_rng(0), reader)
+    # the sample's own 4 columns per frame (not the model's 10); frames 0-5 then 0-1 again (looped)
+    stored = np.random.default_rng(3).normal(-40, 5, (80, 24)).astype(np.float16).astype(np.float32)
+    expected = np.concatenate([stored, stored[:, :8]], axis=1)
+    assert out["frames"].shape == (8, 32, 32, 3) and np.array_equal(out["mel"], expected)
+    silent = sample("W0/train/W0_00002", "W0", 0, "train", 4, frames=6, crop=None, mel=False)
+    with pytest.raises(SkipSample) as info:
+        decode_train(silent, spec, np.random.default_rng(0), reader)
+    assert info.value.reason == "visual_only"                   # counted as a skip, the run goes on
+    assert "mel" not in decode_train(silent, spec, np.random.default_rng(0), Reader("video", 2))
