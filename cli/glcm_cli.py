@@ -403,7 +403,8 @@ def finetune(
     preset: Optional[str] = typer.Option(None, help=PRESET_HELP + " Default with a checkpoint --init: its "
                                                    "architecture."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP + " Also task.*, e.g. --set task.dropout=0.2."),
-    resume: bool = typer.Option(False, help="Continue OUT's run (OUT/config.json, OUT/checkpoint.pt)."),
+    resume: bool = typer.Option(False, help="Continue OUT's run (OUT/config.json, OUT/checkpoint.pt); a --split all / "
+                                            "--folds all run continues its unfinished parts."),
     steps: Optional[int] = typer.Option(None, help="Training steps (train.steps)."),
     batch_size: Optional[int] = typer.Option(None, help="Clips per step per process (train.batch_size)."),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (train.device)."),
@@ -428,10 +429,11 @@ def finetune(
             "task.test_shards": test_shards, "train.out": out, "task.mode": mode, "task.features": features,
             "task.clips": clips, "task.input": input_, "task.pool": pool, "train.steps": steps,
             "train.batch_size": batch_size, "train.device": device,
-            "data.workers": workers, "train.epoch_batches": epoch_batches, **parts}.items() if v is not None],
+            "data.workers": workers, "train.epoch_batches": epoch_batches, "task.all_parts": every or None,
+            **parts}.items() if v is not None],
             preset, init_model(init) if adopt else None)
         logging.basicConfig(level=logging.WARNING)
-        last = finetune_all(cfg, resume) if every else run_finetune(cfg, resume)
+        last = finetune_all(cfg, resume) if cfg.task.all_parts else run_finetune(cfg, resume)
     typer.echo(json.dumps(last.get("metrics", last), default=str))
     if last.get("interrupted") and last.get("signal"):
         raise typer.Exit(128 + signal.Signals[last["signal"]])

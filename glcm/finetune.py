@@ -434,7 +434,10 @@ class _Decode:
 
 def finetune_all(cfg: FinetuneConfig, resume: bool = False) -> dict:
     """Every split (UCF101/HMDB51) or fold (ESC-50) into OUT/split-N or OUT/fold-N, then
-    OUT/metrics.json with each part's top-1 and their mean (the protocol's figure)."""
+    OUT/metrics.json with each part's top-1 and their mean (the protocol's figure).
+    OUT/config.json records the whole run (`task.all_parts`), so `glcm finetune --resume
+    --out OUT` continues it: finished parts (metrics.json at `train.steps`) are kept, the
+    others resume from their checkpoint or start."""
     protocol = task_of(cfg).protocol
     if protocol not in ("split", "fold"):
         raise ConfigError(f"{cfg.task.name} has no splits or folds to run all of; drop --split all / --folds all")
@@ -446,13 +449,22 @@ def finetune_all(cfg: FinetuneConfig, resume: bool = False) -> dict:
     for n in numbers:
         part = copy.deepcopy(cfg)
         setattr(part.task, protocol, n)
+        part.task.all_parts = False
         part.train.out = str(out / f"{protocol}-{n}")
         check_finetune(part)                       # every part's samples before any training
+        if not resume and (Path(part.train.out) / "checkpoint.pt").exists():
+            raise ConfigError(f"{part.train.out} already holds a checkpoint; add --resume to continue "
+                              f"{out}, or choose another --out")
         runs.append((n, part))
-    if not resume and int(os.environ.get("RANK", "0")) == 0:
+    cfg.task.all_parts = True
+    if int(os.environ.get("RANK", "0")) == 0:
         make_output_dir(out)
         cfg.save(out / "config.json")              # `--resume --out OUT` continues every part
     for n, part in runs:
+        done = finished_part(part) if resume else None
+        if done is not None:
+            parts[n] = done
+            continue
         rerun = resume and (Path(part.train.out) / "checkpoint.pt").exists()
         last = finetune(part, rerun)
         if last.get("interrupted"):               # stopped by a signal
@@ -461,13 +473,32 @@ def finetune_all(cfg: FinetuneConfig, resume: bool = False) -> dict:
             parts[n] = last["metrics"]
     if not parts:
         return last
+    summary = parts_summary(cfg, protocol, parts)
+    atomic_write(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    return {"metrics": summary}
+
+
+def finished_part(part: FinetuneConfig) -> dict | None:
+    """A part's metrics.json when it was scored after all of `train.steps`, else None."""
+    try:
+        found = json.loads((Path(part.train.out) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    steps = found.get("steps") if isinstance(found, dict) else None
+    return found if isinstance(steps, int) and steps >= part.train.steps and "top1" in found else None
+
+
+def parts_summary(cfg: FinetuneConfig, protocol: str, parts: dict[int, dict]) -> dict:
+    """OUT/metrics.json of an all-parts run: each part's top-1, their mean (and the mean
+    val top-1 when every part has one)."""
     facts = {k: v for k, v in run_facts(cfg).items() if k != protocol}
     mean = metrics.mean_of([p["top1"] for p in parts.values()])
     summary = {**facts, protocol: "all", "value": mean, "top1": mean,
                f"{protocol}s": {str(n): p["top1"] for n, p in parts.items()},
                "runs": {str(n): f"{protocol}-{n}" for n in parts}}
-    atomic_write(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
-    return {"metrics": summary}
+    if all("val_top1" in p for p in parts.values()):
+        summary["val_top1"] = metrics.mean_of([p["val_top1"] for p in parts.values()])
+    return summary
 
 
 def init_model(path: str) -> dict:

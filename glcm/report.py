@@ -4,6 +4,7 @@ with the paper's number and links to the run's pictures (relative to the report)
 A `--split all` / `--folds all` folder gives its mean row and a row per part; separate
 runs of all three splits (or five folds) of one task, init, mode and features also get a
 mean row (the protocols' figure). Folders without metrics.json are listed as not scored.
+The val column is the top-1 on --val-shards (a mean row: the parts' mean when all have one).
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from glcm import metrics
 from glcm.config import PAPER_NUMBERS, TASKS, ConfigError
 
 PARTS = {"split": (1, 2, 3), "fold": (1, 2, 3, 4, 5)}
-HEADER = ("run", "task", "init", "mode", "features", "split/fold", "metric", "ours", "paper", "input, pool", "pictures")
+HEADER = ("run", "task", "init", "mode", "features", "split/fold", "metric", "ours", "val", "paper", "input, pool",
+          "pictures")
 
 
 def read_metrics(folder: Path) -> dict | None:
@@ -64,7 +66,11 @@ def mean_rows(runs: list[tuple[Path, dict]]) -> list[tuple[Path | None, dict]]:
                                                               if m["task"] == task):
             first = next(iter(parts.values()))
             mean = metrics.mean_of([p["value"] for p in parts.values()])
-            out.append((None, {**first, protocol: f"mean of {len(parts)}", "value": mean, "pictures": {}}))
+            row = {**first, protocol: f"mean of {len(parts)}", "value": mean, "pictures": {}}
+            row.pop("val_top1", None)
+            if all("val_top1" in p for p in parts.values()):
+                row["val_top1"] = metrics.mean_of([p["val_top1"] for p in parts.values()])
+            out.append((None, row))
     return out
 
 
@@ -72,6 +78,11 @@ def link(folder: Path | None, name: str, base: Path) -> str:
     if folder is None or not (folder / name).exists():
         return ""
     return f"[{Path(name).stem}]({os.path.relpath(folder / name, base)})"
+
+
+def percent(value) -> str:
+    """A fraction as a percent cell; empty when absent (a run without --val-shards)."""
+    return f"{100 * value:.1f}" if isinstance(value, (int, float)) else ""
 
 
 def input_pool(m: dict) -> str:
@@ -89,14 +100,15 @@ def row(folder: Path | None, m: dict, base: Path) -> str:
     metric = TASKS[m["task"]].metric if m["task"] in TASKS else m.get("metric", "")
     metric = "wer (lower is better)" if metric == "wer" else metric          # LRS2: word error rate
     cells = (name, m["task"], m.get("init", ""), m.get("mode", ""), m.get("features", ""),
-             f"{protocol} {number}".strip(), metric, f"{100 * m['value']:.1f}",
+             f"{protocol} {number}".strip(), metric, f"{100 * m['value']:.1f}", percent(m.get("val_top1")),
              f"{paper:.1f}" if paper is not None else "", input_pool(m), pictures)
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
 def render(runs: list[tuple[Path | None, dict]], unscored: list[Path], base: Path) -> str:
     lines = ["# glcm finetuning report", "",
-             "ours and paper in percent (top-1 video accuracy; DFDC: video ROC AUC).", "",
+             "ours and paper in percent (top-1 video accuracy; DFDC: video ROC AUC); val: top-1 on "
+             "--val-shards (empty: the run had none).", "",
              "| " + " | ".join(HEADER) + " |", "|" + " --- |" * len(HEADER)]
     lines += [row(folder, m, base) for folder, m in runs]
     if unscored:
