@@ -94,7 +94,7 @@ def test_ctc_learns_synthetic_sentences_and_skips_bad_samples(tmp_path):
                                        "--set", "train.lr=2e-2", "--set", "train.warmup_steps=5",
                                        "--set", "task.dropout=0", "--set", "task.temporal_width=32",
                                        "--set", "data.crop=16", "--set", "model.blocks=1,0,0,0",
-                                       "--set", "model.output_stride=4", "--set", "model.width=8",
+                                       "--set", "model.output_stride=4", "--set", "model.width=8", "--set", "task.max_frames=60",
                                        "--set", "model.local_width=8", "--set", "train.epoch_batches=50"))
     assert code == 0, output
     m = json.loads((out / "metrics.json").read_text())

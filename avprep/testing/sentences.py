@@ -6,7 +6,8 @@ frame separates letters (so a doubled letter shows twice); a space between words
 black-and-white checkerboard held for two frames. Sentences are 2-3 words of 1-3 letters,
 so a model must read the sequence, not a single frame. `bad_samples` adds what the
 sentence task must skip with a reason: no transcript, a transcript longer than CTC can
-fit into the frames, and characters outside the vocabulary.
+fit into the frames, characters outside the vocabulary, and an utterance of ~90 frames
+(longer than any sentence above, ~40 at most: over a `task.max_frames` of 60).
 """
 from __future__ import annotations
 
@@ -79,7 +80,9 @@ def bad_samples(size: int = 32) -> dict[str, dict]:
     """Samples the sentence task must skip, by the reason it must give."""
     rng = np.random.default_rng(99)
     short = render("AB", rng, size)                                   # ~8 frames
+    long_text = "ABCDEFGH ABCDEFGH ABCDEFGH"                                  # ~90 frames
     return {"no_transcript": sentence_sample("bad_empty", render("AB", rng, size), "", "train"),
+            "too_long": sentence_sample("bad_long", render(long_text, rng, size), long_text, "train"),
             "ctc_too_short": sentence_sample("bad_short", short, "ABCDEFGH ABCDEFGH", "train"),
             "bad_transcript": sentence_sample("bad_chars", render("AB", rng, size), "A+B", "train")}
 
