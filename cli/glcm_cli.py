@@ -155,7 +155,8 @@ def bench(
     loader_batches: int = typer.Option(20, help="Timed loader batches."),
     skip_model: bool = typer.Option(False, help="Only measure the loader."),
     task: Optional[str] = typer.Option(None, help="Also measure finetuning clips/s of this task (ucf101, hmdb51, "
-                                                 "esc50, lrw, dfdc; full mode, random clips, its task defaults)."),
+                                                 "esc50, lrw, lrs2, dfdc; full mode, random clips, its task "
+                                                 "defaults)."),
 ) -> None:
     """Print loader clips/s per worker and model training clips/s on this device."""
     with one_line_errors():
@@ -182,7 +183,12 @@ def bench(
                        f"compile {cfg.train.compile}, device {dev}")
             if task is not None:
                 from glcm.bench import finetune_rate
-                r, frames = finetune_rate(cfg, task, dev, steps)
+                from glcm.config import TASKS
+                if TASKS[task].sequence:          # lrs2: the CTC sentence model (glcm/sentence.py)
+                    from glcm.sentence import sentence_rate
+                    r, frames = sentence_rate(cfg, dev, steps)
+                else:
+                    r, frames = finetune_rate(cfg, task, dev, steps)
                 typer.echo(f"finetune {task}: {r:.1f} clips/s train, batch {b}, {frames} frames, "
                            f"crop {cfg.data.crop}, precision {cfg.train.precision}, device {dev}")
 

@@ -374,8 +374,8 @@ def score_rows(found: dict) -> dict:
         skipped = ", ".join(f"{k} {v}" for k, v in sorted(found["skipped"].items())) or "none"
         raise NoBatchError(f"no test utterance could be transcribed; skipped by reason: {skipped}")
     for r in rows:
-        r["wer"], r["cer"] = ctc.wer([r["reference"]], [r["beam"]]), ctc.cer([r["reference"]], [r["beam"]])
-        r["greedy_wer"], r["greedy_cer"] = ctc.wer([r["reference"]], [r["greedy"]]), ctc.cer([r["reference"]], [r["greedy"]])
+        for prefix, hyp in (("", r["beam"]), ("greedy_", r["greedy"])):
+            r[prefix + "wer"], r[prefix + "cer"] = ctc.wer([r["reference"]], [hyp]), ctc.cer([r["reference"]], [hyp])
     refs = [r["reference"] for r in rows]
     beams, greedys = [r["beam"] for r in rows], [r["greedy"] for r in rows]
     return {"wer": ctc.wer(refs, beams), "cer": ctc.cer(refs, beams), "greedy_wer": ctc.wer(refs, greedys),
@@ -407,7 +407,8 @@ def evaluate_sentences(trainer: LoopTrainer, urls: dict[str, list[str]], last: d
     predictions.csv; return the metrics (None on the other ranks)."""
     cfg, out, part = trainer.cfg, Path(trainer.cfg.train.out), rank_world()
     whole = SplitSelect(splits_of(cfg), "all")
-    test = (urls["--test-shards"], whole) if "--test-shards" in urls else (urls["--shards"], SplitSelect(splits_of(cfg), "test"))
+    test = ((urls["--test-shards"], whole) if "--test-shards" in urls
+            else (urls["--shards"], SplitSelect(splits_of(cfg), "test")))
     found = gather_rows(transcribe(trainer.model, *test, cfg, trainer.device, trainer.amp, part), out, "test")
     val = None
     if "--val-shards" in urls:
@@ -444,3 +445,31 @@ def finetune_sentence(cfg: FinetuneConfig, resume: bool = False) -> dict:
 
     job = Job("glcm finetune", prepare, lambda device: SentenceTrainer(cfg, device, not resume), loader, finish)
     return run_job(cfg, resume, job)
+
+
+def sentence_rate(cfg, device: torch.device, steps: int = 10, warmup: int = 3) -> tuple[float, int]:
+    """`glcm bench --task lrs2`: training utterances/s of the sentence model (full mode, CTC,
+    backward, Adam) with the architecture and settings of `cfg` (a GLCMConfig), on random
+    padded batches of `data.frames`-frame utterances with targets of half as many
+    characters; returns (utterances/s, frames per utterance)."""
+    import copy
+    import time
+    from glcm.config import TASK_DEFAULTS, apply_overrides, load_finetune_config
+    ft = load_finetune_config(overrides=["task.name=lrs2"])
+    ft.model, ft.data, ft.train = copy.deepcopy(cfg.model), copy.deepcopy(cfg.data), copy.deepcopy(cfg.train)
+    apply_overrides(ft, TASK_DEFAULTS["lrs2"])
+    trainer = SentenceTrainer(ft, device)
+    b, t, c = ft.train.batch_size, ft.data.frames, ft.data.crop
+    n = max(1, t // 2)
+    batch = {"frames": torch.randint(0, 256, (b, t, c, c, 3), dtype=torch.uint8, device=device),
+             "lengths": torch.full((b,), t), "targets": torch.randint(3, len(ctc.VOCAB), (b * n,)),
+             "target_lengths": torch.full((b,), n)}
+    for _ in range(warmup):
+        trainer.batch_step(batch)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        trainer.batch_step(batch)
+    sync()
+    return steps * b / (time.perf_counter() - t0), t

@@ -71,7 +71,8 @@ def test_recipe_cuts_timed_pretrain_utterances_and_fails_empty_transcripts(tmp_p
     assert whole["pretrain/5540794146462098424/00002"].extra["text"] == GRID["swwp2s"]
     cut = [i for i in prepare_lrs2(str(tmp_path), max_words=4) if i.split == "pretrain"]
     assert [i.item_id for i in cut] == ["pretrain/5540794146462098424/00002@0", "pretrain/5540794146462098424/00002@4"]
-    assert [(i.extra["text"], i.start, i.end) for i in cut] == [("SET WHITE WITH P", 0.49, 1.44), ("TWO SOON", 1.44, 2.21)]
+    assert [(i.extra["text"], i.start, i.end) for i in cut] == [("SET WHITE WITH P", 0.49, 1.44),
+                                                               ("TWO SOON", 1.44, 2.21)]
     assert cut[1].extra["words"] == [["TWO", 0.0, 0.29], ["SOON", 0.29, 0.77]]    # relative to the cut
     assert cut[1].extra["span"] == [1.44, 2.21] and cut[1].extra["utterance"] == "pretrain/5540794146462098424/00002"
     with pytest.raises(Exception, match="--max-words"):
@@ -94,7 +95,8 @@ def test_ctc_learns_synthetic_sentences_and_skips_bad_samples(tmp_path):
                                        "--set", "train.lr=2e-2", "--set", "train.warmup_steps=5",
                                        "--set", "task.dropout=0", "--set", "task.temporal_width=32",
                                        "--set", "data.crop=16", "--set", "model.blocks=1,0,0,0",
-                                       "--set", "model.output_stride=4", "--set", "model.width=8", "--set", "task.max_frames=60",
+                                       "--set", "model.output_stride=4", "--set", "model.width=8",
+                                       "--set", "task.max_frames=60",
                                        "--set", "model.local_width=8", "--set", "train.epoch_batches=50"))
     assert code == 0, output
     m = json.loads((out / "metrics.json").read_text())
@@ -170,3 +172,14 @@ def _jsons(folder: Path):
             for member in t:
                 if member.name.endswith(".json"):
                     yield t.extractfile(member).read()
+
+
+def test_bench_times_the_ctc_sentence_model():
+    import torch
+
+    from glcm.config import smoke
+    from glcm.sentence import sentence_rate
+    cfg = smoke()
+    cfg.data.frames, cfg.train.batch_size = 8, 2
+    rate, frames = sentence_rate(cfg, torch.device("cpu"), steps=1, warmup=0)
+    assert frames == 8 and 0 < rate < 1e6
