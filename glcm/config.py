@@ -134,8 +134,8 @@ TASKS = {
     "hmdb51": Task(51, "video", "split", "top1", 61.9),
     "esc50": Task(50, "audio", "fold", "top1", 80.1),
     "lrw": Task(500, "video", "given", "top1", None, clips=1, temporal=True, crop="lips"),
-    "lrs2": Task(39, "video", "given", "wer", None, clips=1, sequence=True),    # 39 CTC symbols (glcm/ctc.py)
     "dfdc": Task(2, "video", "lists", "auc", 96.7, crop="face"),
+    "lrs2": Task(39, "video", "given", "wer", None, clips=1, sequence=True),    # 39 CTC symbols (glcm/ctc.py)
 }
 PAPER_NUMBERS = {name: t.paper for name, t in TASKS.items() if t.paper is not None}
 # Task defaults, applied after the preset and before --config / --set: LRW clips are 29
