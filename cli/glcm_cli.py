@@ -266,7 +266,8 @@ def _eval_benchmark(checkpoint, name, root, annotations, ids, size, kind, rule, 
         raise ConfigError(f"--root {root}: no scorable {name} sample ({bench.problem_counts() or 'no ids'})")
     result = evaluate_benchmark([model], cfg, bench, size, kind, rule)[0]
     if not result.maps:
-        raise ConfigError(f"--root {root}: no sample could be decoded ({ {r: len(v) for r, v in result.failed.items()} })")
+        counts = {r: len(v) for r, v in result.failed.items()}
+        raise ConfigError(f"--root {root}: no sample could be decoded ({counts})")
     if save_maps is not None:
         write_maps(save_maps, result.maps, rule)
     return bench_report(bench, result, {"size": size, "map": kind, "rule": rule, "frames": cfg.data.frames})
@@ -334,7 +335,8 @@ def localize(
                 "map": map_, "alpha": alpha, "batch": batch}
         records = run_localize(model, cfg, list(videos), out, opts)
     for r in records:
-        typer.echo(f"{r['video']}: " + (f"{r['overlay']}, {r['sheet']}" if r["ok"] else f"{r['reason']}: {r['message']}"))
+        done = f"{r['overlay']}, {r['sheet']}" if r["ok"] else f"{r['reason']}: {r['message']}"
+        typer.echo(f"{r['video']}: {done}")
     if not any(r["ok"] for r in records):
         typer.echo("error: no video could be localised (reasons above and in localize.json)", err=True)
         raise typer.Exit(1)

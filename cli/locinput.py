@@ -13,8 +13,8 @@ avprep decodes, glcm scores (glcm may import only avprep.format and avprep.fsio)
 from __future__ import annotations
 
 import json
-import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +26,8 @@ from avprep.config import AudioConfig, BuildConfig, override
 from avprep.decode import AudioReader
 from avprep.probe import MediaError
 
-log = logging.getLogger(__name__)
 AUDIO = AudioConfig()
+AUDIO_TIMEOUT_S = 300.0     # a wav's decode is stopped (reason `timeout`) after this long
 
 
 def model_fps(mel_per_frame: int, audio: AudioConfig = AUDIO) -> float:
@@ -51,7 +51,7 @@ def read_image(path: str, size: int) -> np.ndarray:
 
 def read_samples(path: str, sample_rate: int) -> np.ndarray:
     """The whole file's audio, mono float32 at `sample_rate` (ffmpeg via avprep)."""
-    reader = AudioReader(path, sample_rate)
+    reader = AudioReader(path, sample_rate, deadline=time.monotonic() + AUDIO_TIMEOUT_S)
     step = sample_rate * 60
     try:
         end = step
@@ -154,8 +154,8 @@ def write_overlay_video(frames: np.ndarray, fps: float, source: str, start_s: fl
     n, h, w = frames.shape[:3]
     video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}", framerate=fps)
     audio = ffmpeg.input(source, ss=f"{start_s:.6f}", t=f"{n / fps:.6f}").audio
-    with atomic_writer(out) as f:
-        args = ffmpeg.output(video, audio, f.name, format="mp4", vcodec="libx264", pix_fmt="yuv420p",
+    with atomic_writer(out) as f:      # absolute names: never read by ffmpeg as a protocol (pipe:...)
+        args = ffmpeg.output(video, audio, os.path.abspath(f.name), format="mp4", vcodec="libx264", pix_fmt="yuv420p",
                              preset="veryfast", crf=20, acodec="aac", movflags="+faststart") \
             .global_args("-hide_banner", "-nostdin", "-loglevel", "error", "-y").compile(cmd=ffmpeg_exe())
         proc = subprocess.run(args, input=np.ascontiguousarray(frames).tobytes(), capture_output=True)
@@ -217,8 +217,9 @@ def run_localize(model, cfg, videos: list[Path], out: Path, opts: dict) -> list[
     from avprep.fsio import atomic_write_json
     records = []
     for video, name in zip(videos, output_names(videos)):
-        try:
-            records.append(localize_one(model, cfg, video, name, out, opts))
+        try:       # an absolute path: a file named `pipe:x` stays a file for ffmpeg
+            records.append({**localize_one(model, cfg, Path(os.path.abspath(video)), name, out, opts),
+                            "video": str(video)})
         except MediaError as exc:
             records.append({"video": str(video), "ok": False, "reason": exc.reason, "message": exc.message})
     atomic_write_json(out / "localize.json", {"videos": records, "options": opts})
@@ -226,7 +227,10 @@ def run_localize(model, cfg, videos: list[Path], out: Path, opts: dict) -> list[
 
 
 def bench_report(bench, result: BenchResult, opts: dict) -> dict:
-    problems = {r: sorted(ids) for r, ids in {**bench.problems, **result.failed}.items()}
+    problems: dict[str, list[str]] = {}
+    for table in (bench.problems, result.failed):
+        for reason, ids in table.items():
+            problems[reason] = sorted(problems.get(reason, []) + list(ids))
     return {"benchmark": bench.name, **result.summary, "options": opts,
             "listed": len(bench.samples) + sum(len(v) for v in bench.problems.values()),
             "problems": {r: len(v) for r, v in sorted(problems.items())}, "problem_ids": problems,

@@ -65,11 +65,16 @@ def video_maps(model: GLCM, frames: np.ndarray, mel: np.ndarray, window: int, ho
 
 
 def upsample_to(grid_map: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear (align_corners=True) upsampling of an (h, w) map to the frame, min-max to 0-1."""
-    t = torch.from_numpy(np.asarray(grid_map, dtype=np.float32))[None, None]
+    """Bilinear (align_corners=True) upsampling of an (h, w) map to the frame, min-max to 0-1.
+    Bilinear values lie between the grid's, so the grid is normalised first (a flat grid
+    gives no heat, without float noise being stretched to 0-1)."""
+    g = np.asarray(grid_map, dtype=np.float64)
+    lo, hi = g.min(), g.max()
+    if not hi > lo:
+        return np.zeros((height, width), np.float32)
+    t = torch.from_numpy(((g - lo) / (hi - lo)).astype(np.float32))[None, None]
     up = F.interpolate(t, size=(height, width), mode="bilinear", align_corners=True)[0, 0].numpy()
-    lo, hi = up.min(), up.max()
-    return (up - lo) / (hi - lo) if hi > lo else np.zeros_like(up)
+    return np.clip(up, 0, 1)
 
 
 def heat_overlay(frame: np.ndarray, grid_map: np.ndarray, alpha: float = 0.5) -> np.ndarray:

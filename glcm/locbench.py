@@ -130,8 +130,8 @@ def summarise(cious: list[float]) -> dict:
     if c.size == 0:
         return {"samples": 0, "ciou": None, "auc": None, "ciou_mean": None}
     success = [(c >= t).mean() for t in AUC_THRESHOLDS]
-    return {"samples": int(c.size), "ciou": float((c >= 0.5).mean()), "auc": float(np.trapezoid(success, AUC_THRESHOLDS)),
-            "ciou_mean": float(c.mean())}
+    return {"samples": int(c.size), "ciou": float((c >= 0.5).mean()),
+            "auc": float(np.trapezoid(success, AUC_THRESHOLDS)), "ciou_mean": float(c.mean())}
 
 
 # ------------------------------------------------------------------ readers
@@ -157,9 +157,11 @@ class Benchmark:
 
 
 def _files(folder: str, exts: tuple[str, ...]) -> dict[str, str]:
-    """stem -> path of the files in `folder` with one of `exts` (first ext wins)."""
+    """stem -> absolute path (so ffmpeg never reads a name as a protocol such as `pipe:`) of
+    the files in `folder` with one of `exts` (the earlier ext in `exts` wins)."""
     if not os.path.isdir(folder):
         return {}
+    folder = os.path.abspath(folder)
     out: dict[str, str] = {}
     for name in sorted(os.listdir(folder)):
         stem, ext = os.path.splitext(name)
@@ -224,8 +226,10 @@ def read_flickr(root: str, xml_dir: str | None = None, ids: list[str] | None = N
     """Flickr-SoundNet test: ids = `ids` (a test list) or every frame and XML present."""
     from glcm.config import ConfigError
     _check_root(root)
+    if xml_dir is not None and not os.path.isdir(xml_dir):
+        raise ConfigError(f"--annotations {xml_dir}: no such folder (flickr wants the folder of <id>.xml files)")
     xml_dir = find_xml_dir(root, xml_dir)
-    if xml_dir is None or not os.path.isdir(xml_dir):
+    if xml_dir is None:
         raise ConfigError(f"--root {root}: no annotation folder ({', '.join(XML_DIRS)}); give it with --annotations")
     frames, audio = _files(os.path.join(root, "frames"), FRAME_EXTS), _files(os.path.join(root, "audio"), AUDIO_EXTS)
     xmls = _files(xml_dir, (".xml",))
@@ -240,7 +244,7 @@ def read_flickr(root: str, xml_dir: str | None = None, ids: list[str] | None = N
         try:
             with open(xmls[sid], "rb") as f:
                 raw = parse_flickr_xml(f.read())
-        except (OSError, ET.ParseError, ValueError):
+        except (OSError, ET.ParseError, ValueError, TypeError):      # TypeError: an empty coordinate
             bench.problems.setdefault("bad_xml", []).append(sid)
             continue
         boxes = _boxes(sid, raw, flickr_box, bench)

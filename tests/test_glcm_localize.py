@@ -45,16 +45,21 @@ def clips(tmp_path_factory):
     return paths, clip
 
 
-def test_localize_writes_overlay_with_audio_and_sheet(avcorr_run, clips, tmp_path):
+def test_localize_writes_overlay_with_audio_and_sheet(avcorr_run, clips, tmp_path, monkeypatch):
+    import shutil
+
     import cv2
 
     from avprep.probe import probe
     paths, clip = clips
     out = tmp_path / "out"
+    shutil.copy(paths["good"], tmp_path / "pipe:copy.mp4")
+    monkeypatch.chdir(tmp_path)                # a relative name that looks like an ffmpeg protocol
     code, text = cli("localize", paths["good"], paths["silent"], paths["short"], paths["broken"],
-                     tmp_path / "absent.mp4", "--checkpoint", avcorr_run.checkpoint, "--out", out,
+                     tmp_path / "absent.mp4", "pipe:copy.mp4", "--checkpoint", avcorr_run.checkpoint, "--out", out,
                      "--short-side", 64)
     assert code == 0, text
+    assert probe(str(out / "pipe:copy.mp4")).audio is not None            # read and written as files
     info = probe(str(out / "good.mp4"))
     assert info.video.codec == "h264" and (info.video.width, info.video.height) == (64, 64)
     assert info.audio is not None and info.audio.codec == "aac"
@@ -64,7 +69,7 @@ def test_localize_writes_overlay_with_audio_and_sheet(avcorr_run, clips, tmp_pat
     record = json.loads((out / "localize.json").read_text())["videos"]
     reasons = {r["video"].rsplit("/", 1)[-1]: r.get("reason") for r in record}
     assert reasons == {"good.mp4": None, "silent.mp4": "no_audio", "short.mp4": "too_short",
-                       "broken.mp4": "corrupt", "absent.mp4": "missing"}
+                       "broken.mp4": "corrupt", "absent.mp4": "missing", "pipe:copy.mp4": None}
     with np.load(out / "good.maps.npz", allow_pickle=False) as z:
         soft, windows = z["softmax"], z["frame_window"]
     assert soft.shape == (3, 16, 16) and windows.shape == (40,)

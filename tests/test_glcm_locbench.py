@@ -85,7 +85,8 @@ def test_summary_ap50_auc_mean():
 
 
 def test_flickr_xml_named_and_positional():
-    named = "<annotation><object><bbox><x>1</x><xmin>1</xmin><ymin>2</ymin><xmax>30</xmax><ymax>40</ymax></bbox></object></annotation>"
+    named = ("<annotation><object><bbox><x>1</x><xmin>1</xmin><ymin>2</ymin><xmax>30</xmax><ymax>40</ymax>"
+             "</bbox></object></annotation>")
     positional = "<a><o><bbox><id>9</id><a>1</a><b>2</b><c>30</c><d>40</d></bbox></o><o><bbox><id>8</id>" \
                  "<a>5</a><b>6</b><c>7</c><d>8</d></bbox></o></a>"
     assert L.parse_flickr_xml(named) == [(1, 2, 30, 40)]
@@ -145,7 +146,8 @@ def test_trained_model_localises_on_a_flickr_layout_corpus(avcorr_run, tmp_path)
     assert trained.summary["ciou_mean"] >= untrained.summary["ciou_mean"] + 0.25
     # the CLI on the same corpus: JSON written, problems listed, maps rescore to the same cIoU
     code, out = cli("eval-localization", "--benchmark", "flickr", "--root", root, "--checkpoint",
-                    avcorr_run.checkpoint, "--size", 40, "--save-maps", tmp_path / "maps.npz", "--out", tmp_path / "r.json")
+                    avcorr_run.checkpoint, "--size", 40, "--save-maps", tmp_path / "maps.npz",
+                    "--out", tmp_path / "r.json")
     assert code == 0, out
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["ciou"] == pytest.approx(trained.summary["ciou"]) and result["problems"] == {
@@ -161,8 +163,8 @@ def test_synthetic_shards_path_reports_the_benchmark_metric(avcorr_run, tmp_path
     from avprep.testing import avcorr
     from conftest import cli
     avcorr.write_shards(avcorr.make_clips(4, seed=2, obj=22), str(tmp_path), per_shard=4, prefix="test")
-    code, out = cli("eval-localization", "--checkpoint", avcorr_run.checkpoint, "--shards", tmp_path / "test-000000.tar",
-                    "--annotations", tmp_path / "avcorr.json", "--save-maps", tmp_path / "m.npz",
+    code, out = cli("eval-localization", "--checkpoint", avcorr_run.checkpoint,
+                    "--shards", tmp_path / "test-000000.tar", "--annotations", tmp_path / "avcorr.json", "--save-maps", tmp_path / "m.npz",
                     "--out", tmp_path / "r.json")
     assert code == 0, out
     result = json.loads((tmp_path / "r.json").read_text())
