@@ -227,6 +227,7 @@ def eval_localization(
     crop: int = typer.Option(64, help="--shards: centred crop side in pixels of the stored frames."),
     shift: int = typer.Option(8, help="--shards: frames by which the audio is shifted for the synchrony test."),
     threshold: float = typer.Option(0.5, help="--shards: threshold (0-1) on the min-max normalised map for IoU."),
+    device: str = typer.Option("auto", help="auto (CUDA when there is one), cpu or cuda."),
 ) -> None:
     """Localisation scores: cIoU (AP50), AUC and mean cIoU on Flickr-SoundNet / VGG-SS
     (LVS / EZ-VSL protocol), or on a synthetic annotated corpus (--shards)."""
@@ -234,10 +235,11 @@ def eval_localization(
         from glcm.config import ConfigError
         if (benchmark is None) == (shards is None):
             raise ConfigError("give either --benchmark flickr|vggss with --root, or --shards with --annotations")
+        _device_name(device)
         if benchmark is not None:
-            result = _eval_benchmark(checkpoint, benchmark, root, annotations, ids, size, map_, rule, save_maps)
+            result = _eval_benchmark(checkpoint, benchmark, root, annotations, ids, size, map_, rule, save_maps, device)
         else:
-            result = _eval_shards(checkpoint, shards, annotations, crop, shift, threshold, save_maps)
+            result = _eval_shards(checkpoint, shards, annotations, crop, shift, threshold, save_maps, device)
         if out is not None:
             from cli.locinput import write_json
             write_json(out, result)
@@ -246,9 +248,22 @@ def eval_localization(
     typer.echo(json.dumps(result))
 
 
-def _eval_benchmark(checkpoint, name, root, annotations, ids, size, kind, rule, save_maps) -> dict:
-    from cli.locinput import bench_report, evaluate_benchmark, save_maps as write_maps
+def _device_name(device: str) -> None:
+    from glcm.config import ConfigError
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"--device {device!r}: choose auto, cpu or cuda")
+
+
+def _load_on(checkpoint, device: str):
+    """The checkpoint's model on the chosen device, and its config."""
     from glcm.checkpoint import load_model
+    from glcm.train import pick_device
+    model, cfg = load_model(checkpoint)
+    return model.to(pick_device(device)), cfg
+
+
+def _eval_benchmark(checkpoint, name, root, annotations, ids, size, kind, rule, save_maps, device) -> dict:
+    from cli.locinput import bench_report, evaluate_benchmark, save_maps as write_maps
     from glcm.config import ConfigError
     from glcm.locbench import RULES, read_benchmark, read_ids
     _positive(size=size)
@@ -261,7 +276,7 @@ def _eval_benchmark(checkpoint, name, root, annotations, ids, size, kind, rule, 
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--ids {ids}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
     bench = read_benchmark(name, str(root), str(annotations) if annotations else None, listed)
-    model, cfg = load_model(checkpoint)
+    model, cfg = _load_on(checkpoint, device)
     if not bench.samples:
         raise ConfigError(f"--root {root}: no scorable {name} sample ({bench.problem_counts() or 'no ids'})")
     result = evaluate_benchmark([model], cfg, bench, size, kind, rule)[0]
@@ -273,8 +288,7 @@ def _eval_benchmark(checkpoint, name, root, annotations, ids, size, kind, rule, 
     return bench_report(bench, result, {"size": size, "map": kind, "rule": rule, "frames": cfg.data.frames})
 
 
-def _eval_shards(checkpoint, shards, annotations, crop, shift, threshold, save_maps) -> dict:
-    from glcm.checkpoint import load_model
+def _eval_shards(checkpoint, shards, annotations, crop, shift, threshold, save_maps, device) -> dict:
     from glcm.config import ConfigError
     from glcm.evaluate import evaluate, load_eval_clips
     from glcm.train import resolve_shards
@@ -284,7 +298,7 @@ def _eval_shards(checkpoint, shards, annotations, crop, shift, threshold, save_m
     if annotations is None:
         raise ConfigError("--shards needs --annotations (the corpus's avcorr.json)")
     records = _annotations(annotations)
-    model, cfg = load_model(checkpoint)
+    model, cfg = _load_on(checkpoint, device)
     try:
         clips = load_eval_clips(resolve_shards(shards), records, cfg.data.frames, crop, shift,
                                 cfg.model.mel_per_frame, cfg.model.n_mels)
@@ -316,6 +330,7 @@ def localize(
     map_: str = typer.Option("softmax", "--map", help="Map drawn: softmax (attention, the paper's) or similarity."),
     alpha: float = typer.Option(0.5, help="Heatmap weight in the blend (0-1)."),
     batch: int = typer.Option(8, help="Windows per forward pass."),
+    device: str = typer.Option("auto", help="auto (CUDA when there is one), cpu or cuda."),
 ) -> None:
     """Sound-source heatmaps of videos: the global path's map per window, upsampled onto the
     frames. A video that cannot be used (no audio, undecodable, shorter than the model's clip)
@@ -323,13 +338,13 @@ def localize(
     with one_line_errors():
         from avprep.fsio import make_output_dir
         from cli.locinput import run_localize
-        from glcm.checkpoint import load_model
         from glcm.config import ConfigError
         _positive(short_side=short_side, batch=batch, **({"hop": hop} if hop is not None else {}))
         if map_ not in ("softmax", "similarity") or not 0 <= alpha <= 1 or not max_seconds > 0:
             raise ConfigError(f"--map {map_} / --alpha {alpha} / --max-seconds {max_seconds}: "
                               "choose softmax|similarity, alpha in 0-1, a positive duration")
-        model, cfg = load_model(checkpoint)
+        _device_name(device)
+        model, cfg = _load_on(checkpoint, device)
         make_output_dir(out)
         opts = {"short_side": short_side, "hop": hop or cfg.model.global_stride, "max_seconds": max_seconds,
                 "map": map_, "alpha": alpha, "batch": batch}

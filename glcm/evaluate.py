@@ -125,13 +125,14 @@ def benchmark_ciou(similarity: torch.Tensor, box: np.ndarray, size: int) -> floa
 @torch.no_grad()
 def evaluate(model: GLCM, clips: list[EvalClip], batch_size: int = 16, threshold: float = 0.5) -> dict:
     model.eval()
+    dev = next(model.parameters()).device
     ious, soft_ious, hits, sync, bench, maps = [], [], [], [], [], {}
     for i in range(0, len(clips), batch_size):
         chunk = clips[i:i + batch_size]
-        frames = torch.from_numpy(np.stack([c.frames for c in chunk]))
-        mel = torch.from_numpy(np.stack([c.mel for c in chunk]))
-        shifted = torch.from_numpy(np.stack([c.mel_shifted for c in chunk]))
-        similarity = model.similarity_map(frames, mel)
+        frames = torch.from_numpy(np.stack([c.frames for c in chunk])).to(dev)
+        mel = torch.from_numpy(np.stack([c.mel for c in chunk])).to(dev)
+        shifted = torch.from_numpy(np.stack([c.mel_shifted for c in chunk])).to(dev)
+        similarity = model.similarity_map(frames, mel).float().cpu()
         for sim, att, clip in zip(similarity, GLCM.softmax_map(similarity), chunk):
             iou, hit = localisation_scores(sim, clip.box, frames.shape[2], threshold)
             ious.append(iou)

@@ -51,15 +51,16 @@ def video_maps(model: GLCM, frames: np.ndarray, mel: np.ndarray, window: int, ho
                batch: int = 8) -> VideoMaps:
     """Maps of every window of a (N, H, W, 3) uint8 clip with its (n_mels, N*k) mel."""
     model.eval()
+    dev = next(model.parameters()).device
     n = frames.shape[0]
     k = mel.shape[1] // n
     starts = window_starts(n, window, hop)
     sims = []
     for i in range(0, len(starts), batch):
         chunk = starts[i:i + batch]
-        f = torch.from_numpy(np.stack([frames[s:s + window] for s in chunk]))
-        m = torch.from_numpy(np.stack([mel[:, s * k:(s + window) * k] for s in chunk]).astype(np.float32))
-        sims.append(model.similarity_map(f, m).float())
+        f = torch.from_numpy(np.stack([frames[s:s + window] for s in chunk])).to(dev)
+        m = torch.from_numpy(np.stack([mel[:, s * k:(s + window) * k] for s in chunk]).astype(np.float32)).to(dev)
+        sims.append(model.similarity_map(f, m).float().cpu())
     sim = torch.cat(sims)
     return VideoMaps(starts, sim.numpy(), GLCM.softmax_map(sim).numpy(), nearest_window(n, starts, window))
 

@@ -333,8 +333,9 @@ def raw_maps(model, frames: np.ndarray, mel: np.ndarray, kind: str = "similarity
     """(B, H, W) maps of a batch: `similarity` = (audio . cell) / tau before the softmax, or
     `softmax` = the attention map (softmax over the grid)."""
     model.eval()
-    sim = model.similarity_map(torch.from_numpy(frames), torch.from_numpy(mel))
-    return (model.softmax_map(sim) if kind == "softmax" else sim).float().numpy()
+    dev = next(model.parameters()).device
+    sim = model.similarity_map(torch.from_numpy(frames).to(dev), torch.from_numpy(mel).to(dev))
+    return (model.softmax_map(sim) if kind == "softmax" else sim).float().cpu().numpy()
 
 
 def score(maps: dict[str, np.ndarray], samples: list[LocSample], rule: str = "ezvsl") -> tuple[dict, dict[str, float]]:
