@@ -3,9 +3,12 @@
 tone (the pitch names the colour); the visual task must find the object that flashes with
 the sound. The same `avcorr`-preset architecture is linear-probed on (a) the encoders of a
 GLCM run pretrained on other avcorr clips and (b) random encoders ("scratch"), at equal
-steps, with `glcm.finetune` (the CLI's code path). Figures go to docs/glcm.md.
+steps, with `cli.demo.probe` (`glcm finetune`'s config and code path; the demo and
+tests/test_glcm_pretraining_helps.py use the same probe; the test runs these defaults with
+probe seed 0); figures go to docs/glcm.md.
 
-    .venv/bin/python bench/finetune_pretraining.py --pretrain-steps 300 --probe-steps 60
+    .venv/bin/python bench/finetune_pretraining.py                # pretrains first (~3-5 min), seeds 0,1,2
+    .venv/bin/python bench/finetune_pretraining.py --checkpoint runs/x/checkpoint.pt
 """
 from __future__ import annotations
 
@@ -15,59 +18,47 @@ import tempfile
 import time
 from pathlib import Path
 
-import webdataset as wds
-
 from avprep.testing import avcorr
-from glcm.config import load_config, load_finetune_config
-from glcm.finetune import finetune
-from glcm.train import train
+from avprep.testing.downstream import write_colour_shards
+from cli.demo import probe
 
-COLOURS = list(avcorr.PALETTE)
-
-
-def labelled_shards(out: Path, count: int, seed: int) -> str:
-    """avcorr clips as labelled samples: label = the sounding colour; the first quarter is
-    the test part (split 1 test, fold 1), the rest trains (split 1 train, fold 2)."""
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "probe-000000.tar"
-    with wds.TarWriter(str(path)) as sink:
-        for i, clip in enumerate(avcorr.make_clips(count, seed=seed)):
-            sample = avcorr.clip_sample(clip, f"probe_{i:04d}", f"clip_{i:04d}.mkv")
-            meta = json.loads(sample["json"])
-            test = i < count // 4
-            meta["labels"] = {"label": clip.colour, "label_index": COLOURS.index(clip.colour)}
-            meta["extra"] = {"splits": {"1": "test" if test else "train"}, "fold": 1 if test else 2}
-            sink.write({**sample, "json": json.dumps(meta, sort_keys=True).encode()})
-    return str(path)
+TASKS = {"audio": "esc50", "visual": "ucf101"}     # fold 1 / split 1: every 4th clip held out
 
 
-def probe(root: Path, shards: str, init: str, task: str, steps: int, name: str) -> float:
-    cfg = load_finetune_config(preset="avcorr", overrides=[
-        f"task.name={task}", f"task.init={init}", "task.mode=linear", "task.classes=8", "task.clips=3",
-        f"data.shards={shards}", f"train.out={root / name}", f"train.steps={steps}", "train.warmup_steps=5",
-        "train.checkpoint_every=100000", "train.lr=1e-2", "task.dropout=0.0"])
-    return finetune(cfg)["metrics"]["top1"]
+def pretrain(root: Path, steps: int) -> str:
+    """The learning test's run (conftest.avcorr_run): 96 clips, 22 px objects, the avcorr preset."""
+    from glcm.config import avcorr as avcorr_preset
+    from glcm.train import train
+    avcorr.write_shards(avcorr.make_clips(96, seed=1, obj=22), str(root / "pre"), per_shard=16, annotations=False)
+    cfg = avcorr_preset()
+    cfg.data.shards, cfg.train.out, cfg.train.steps = str(root / "pre"), str(root / "pre-run"), steps
+    train(cfg)
+    return str(root / "pre-run" / "checkpoint.pt")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", help="a pretrained avcorr-preset checkpoint (default: pretrain one here)")
     ap.add_argument("--pretrain-steps", type=int, default=300)
-    ap.add_argument("--probe-steps", type=int, default=60)
-    ap.add_argument("--clips", type=int, default=96, help="labelled clips (a quarter test)")
+    ap.add_argument("--probe-steps", type=int, default=40)
+    ap.add_argument("--clips", type=int, default=64, help="labelled clips (every 4th held out)")
+    ap.add_argument("--seeds", default="0,1,2", help="probe seeds (head init, data order), comma-separated")
     args = ap.parse_args()
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        avcorr.write_shards(avcorr.make_clips(96, seed=1), str(root / "pre"), per_shard=16, annotations=False)
-        train(load_config(preset="avcorr", overrides=[f"data.shards={root / 'pre'}", f"train.out={root / 'pre-run'}",
-                                                      f"train.steps={args.pretrain_steps}"]))
-        shards = labelled_shards(root / "probe", args.clips, seed=5)
-        results = {}
-        for task in ("esc50", "ucf101"):
-            for init in ("pretrained", "scratch"):
-                path = str(root / "pre-run" / "checkpoint.pt") if init == "pretrained" else "scratch"
-                results[f"{task}/{init}"] = probe(root, shards, path, task, args.probe_steps, f"{task}-{init}")
-    print(json.dumps({k: round(v, 3) for k, v in results.items()}))
+        ckpt = args.checkpoint or pretrain(root, args.pretrain_steps)
+        shards = write_colour_shards(str(root / "probe"), args.clips, seed=5, obj=22)
+        for seed in map(int, args.seeds.split(",")):
+            results = {}
+            for kind, task in TASKS.items():
+                for init in ("pretrained", "scratch"):
+                    t1 = time.time()
+                    found = probe(shards, ckpt if init == "pretrained" else "scratch", task, args.probe_steps,
+                                  str(root / f"{seed}-{kind}-{init}"), seed)
+                    results[f"{kind}/{init}"] = round(found["top1"], 3)
+                    results[f"{kind}/{init}/s"] = round(time.time() - t1, 1)
+            print(json.dumps({"seed": seed, **results}), flush=True)
     print(f"{time.time() - t0:.0f} s")
 
 

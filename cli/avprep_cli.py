@@ -254,11 +254,17 @@ def preview_crops(video: Annotated[Path, typer.Argument(help="A video with a fac
 def demo(out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the corpus, shards and run.")] = Path("demo_out"),
          videos: Annotated[int, typer.Option(help="Synthetic videos per source.")] = 12,
          train_steps: Annotated[int, typer.Option(help="glcm training steps on CPU after the build (0: skip).")] = 300,
+         probe_steps: Annotated[int, typer.Option(help="Linear-probe steps of the downstream step after training "
+                                                      "(0: skip it).")] = 60,
          workers: Workers = 2) -> None:
     """The main job on a built-in default: generate a small corpus in the Kinetics and AVSpeech
-    layouts, build K-AV shards, verify them, write a preview, then train GLCM briefly on CPU."""
+    layouts, build K-AV shards, verify them, write a preview, train GLCM briefly on CPU, then
+    build a generated ESC-50-layout set, linear-probe the pretrained and a random audio encoder
+    on it (glcm finetune), write glcm report and print pretrained vs scratch accuracy."""
     from cli.demo import run_demo
-    run_demo(str(out), videos, train_steps, workers or 2, echo=typer.echo)
+    if probe_steps < 0:
+        _fail(f"--probe-steps {probe_steps}: must be 0 (skip) or more")
+    run_demo(str(out), videos, train_steps, workers or 2, echo=typer.echo, probe_steps=probe_steps)
 
 
 @app.command()

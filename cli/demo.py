@@ -1,5 +1,7 @@
 """The built-in main job: a small synthetic corpus in the Kinetics and AVSpeech layouts ->
-K-AV shards -> verify -> preview -> a short GLCM training run on CPU.
+K-AV shards -> verify -> preview -> a short GLCM training run on CPU -> a downstream task:
+a generated ESC-50-layout corpus -> `avprep build esc50` -> `glcm finetune` (linear probe of
+the pretrained encoders and of random ones) -> `glcm report` -> "pretrained X% vs scratch Y%".
 
 It lives in cli/, above both packages: it drives avprep and glcm, and avprep never imports
 glcm (glcm imports only avprep.format and avprep.fsio).
@@ -13,14 +15,16 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 
 from avprep.config import BuildConfig, ClipConfig, VideoConfig
 from avprep.pipeline import build_dataset, format_summary
 from avprep.preview import preview
-from avprep.recipes import prepare_kav
+from avprep.recipes import RECIPES, build_recipe, prepare_kav
 from avprep.testing import avcorr
+from avprep.testing.downstream import make_colour_esc50_corpus
 from avprep.testing.corpus import make_avspeech_corpus, make_kinetics_corpus
 from avprep.tools import verify_shards
 
@@ -43,19 +47,20 @@ def make_demo_corpus(root: str, videos: int) -> tuple[str, str]:
     return kin, avs
 
 
-def run_demo(out: str, videos: int = 12, train_steps: int = 300, workers: int = 2, echo=print) -> dict:
+def run_demo(out: str, videos: int = 12, train_steps: int = 300, workers: int = 2, echo=print,
+             probe_steps: int = 60, probe_clips: int = 60) -> dict:
     t0 = time.time()
     corpus = os.path.join(out, "corpus")
     kin, avs = make_demo_corpus(corpus, videos)
-    echo(f"[1/4] corpus: {videos} Kinetics-layout clips + {videos} AVSpeech-layout downloads in {corpus}")
+    echo(f"[1/5] corpus: {videos} Kinetics-layout clips + {videos} AVSpeech-layout downloads in {corpus}")
     items = prepare_kav(kin, avs, per_source=videos, seed=0)
     shards_dir = os.path.join(out, "shards")
     cfg = BuildConfig(video=VideoConfig(short_side=64), clip=ClipConfig(min_frames=32),
                       videos_per_shard=4, shard_prefix="k-av")
     result = build_dataset(items, shards_dir, cfg, workers=workers, root=corpus, recipe="k-av")
-    echo("[2/4] build: " + format_summary(result.summary))
+    echo("[2/5] build: " + format_summary(result.summary))
     check = verify_shards(shards_dir)
-    echo(f"[3/4] verify: {check.checked} samples decoded, {len(check.bad)} bad")
+    echo(f"[3/5] verify: {check.checked} samples decoded, {len(check.bad)} bad")
     if not check.ok:
         raise RuntimeError(f"demo shards failed verification: {check.bad[:3]}")
     png = os.path.join(out, "preview.png")
@@ -64,6 +69,10 @@ def run_demo(out: str, videos: int = 12, train_steps: int = 300, workers: int = 
     report = {"summary": result.summary, "preview": png}
     if train_steps > 0:
         report["train"] = train_demo(shards_dir, os.path.join(out, "run"), train_steps, echo)
+        if probe_steps > 0:
+            report["downstream"] = downstream_demo(os.path.join(out, "downstream"),
+                                                   os.path.join(out, "run", "checkpoint.pt"),
+                                                   probe_clips, probe_steps, workers, echo)
     echo(f"done in {time.time() - t0:.0f} s")
     return report
 
@@ -76,7 +85,7 @@ def train_demo(shards_dir: str, run_dir: str, steps: int, echo) -> dict:
     cfg = avcorr()
     cfg.data.shards, cfg.train.out, cfg.train.steps = shards_dir, run_dir, steps
     resume = os.path.exists(os.path.join(run_dir, "checkpoint.pt"))
-    echo(f"[4/4] glcm train --preset avcorr --shards {shards_dir} --out {run_dir} --steps {steps} (CPU)"
+    echo(f"[4/5] glcm train --preset avcorr --shards {shards_dir} --out {run_dir} --steps {steps} (CPU)"
          + (" --resume" if resume else ""))
     last = train(cfg, resume=resume)
     first, final = _loss_records(os.path.join(run_dir, "log.jsonl"))
@@ -85,6 +94,51 @@ def train_demo(shards_dir: str, run_dir: str, steps: int, echo) -> dict:
          f"{first.get('loss_local', float('nan')):.3f} -> {final.get('loss_local', float('nan')):.3f}")
     echo(f"      run folder {run_dir}: {', '.join(sorted(n for n in os.listdir(run_dir) if not n.startswith('.')))}")
     return last
+
+
+# The linear probe of the demo, tests/test_glcm_pretraining_helps.py and
+# bench/finetune_pretraining.py ("which colour sounds", 8 classes): frozen encoders, a linear
+# head without dropout, lr 1e-2 after 5 warm-up steps, 3 test clips per video.
+PROBE_SETS = ("task.mode=linear", "task.classes=8", "task.clips=3", "task.dropout=0.0", "train.lr=1e-2",
+              "train.warmup_steps=5", "train.checkpoint_every=100000")
+
+
+def probe(shards: str, init: str, task: str, steps: int, out: str, seed: int = 0) -> dict:
+    """`glcm finetune --preset avcorr --task TASK --init INIT --mode linear ...` (the CLI's
+    config and code path) on the test split 1 / fold 1; returns its metrics.json."""
+    from glcm.config import load_finetune_config
+    from glcm.finetune import finetune
+    cfg = load_finetune_config(preset="avcorr", overrides=[
+        *PROBE_SETS, f"task.name={task}", f"task.init={init}", f"data.shards={shards}", f"train.out={out}",
+        f"train.steps={steps}", f"train.seed={seed}", f"data.seed={seed}"])
+    resume = os.path.exists(os.path.join(out, "checkpoint.pt"))     # a rerun of the demo re-scores it
+    return finetune(cfg, resume)["metrics"]
+
+
+def downstream_demo(out: str, checkpoint: str, clips: int, steps: int, workers: int, echo) -> dict:
+    """Which colour sounds, from the sound alone: `clips` avcorr sound tracks as an ESC-50
+    corpus -> `avprep build esc50` -> a linear probe (`glcm finetune --task esc50 --fold 1
+    --mode linear`) of the pretrained audio encoder and of a random one at equal steps ->
+    `glcm report`. A rerun into the same folder reuses the corpus and shards and re-scores."""
+    from glcm.report import write_report
+    corpus_dir, shards = os.path.join(out, "corpus"), os.path.join(out, "shards")
+    if not os.path.exists(os.path.join(corpus_dir, "ESC-50", "meta", "esc50.csv")):
+        make_colour_esc50_corpus(corpus_dir, clips, seed=7)
+    root = os.path.join(corpus_dir, "ESC-50")
+    echo(f"[5/5] downstream: avcorr sounds in the ESC-50 layout in {root} (label: the sounding colour, 8 classes)")
+    done = build_recipe(RECIPES["esc50"], {"root": root}, shards, workers=workers, progress=False)
+    echo("      avprep build esc50: " + format_summary(done[0].result.summary))
+    found = {}
+    for init in ("pretrained", "scratch"):
+        run = os.path.join(out, f"esc50-{init}")
+        echo(f"      glcm finetune --task esc50 --fold 1 --mode linear --init {init} --steps {steps} --out {run}")
+        found[init] = probe(shards, checkpoint if init == "pretrained" else "scratch", "esc50", steps, run)
+    report = os.path.join(out, "report.md")
+    write_report([os.path.join(out, f"esc50-{init}") for init in found], Path(report))
+    pre, scratch = (100 * found[k]["top1"] for k in ("pretrained", "scratch"))
+    echo(f"      pretrained {pre:.1f}% vs scratch {scratch:.1f}% (linear probe, {found['pretrained']['videos']} "
+         f"held-out sounds, chance {100 / 8:.1f}%); report {report}")
+    return {"pretrained": found["pretrained"]["top1"], "scratch": found["scratch"]["top1"], "report": report}
 
 
 def _loss_records(log_path: str) -> tuple[dict, dict]:

@@ -1,5 +1,6 @@
 """Tiny downstream corpora in the exact UCF101, HMDB51 and ESC-50 layouts
-(../shared/paper/DOWNSTREAM.md), for tests and demos.
+(../shared/paper/DOWNSTREAM.md), for tests and demos; and "which colour sounds", avcorr
+clips labelled by their sounding colour (as shards, or as an ESC-50-layout corpus).
 
 Each writer returns a `Corpus` recording what it wrote and what a recipe must make of it:
 every file's listed name, path (None: listed but missing on purpose), label, split roles
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import soundfile as sf
 
+from avprep.testing import avcorr
 from avprep.testing.synthetic import pattern_frames, write_video
 
 
@@ -182,4 +184,62 @@ def make_esc50_corpus(base: str, seconds: float = 5.0, sample_rate: int = 44100)
         w.writerow(["filename", "fold", "target", "category", "esc10", "src_file", "take"])
         for name, fold, target, category, esc10, src, take in ESC50_ROWS:
             w.writerow([name, fold, target, category, str(esc10), src, take])
+    return Corpus(root, meta, entries)
+
+
+# ---- "which colour sounds": labelled avcorr clips (pretraining-helps test, bench, demo) --------
+
+COLOURS = tuple(avcorr.PALETTE)          # label_index order
+
+
+def colour_label(colour: str) -> dict:
+    return {"label": colour, "label_index": COLOURS.index(colour)}
+
+
+def write_colour_shards(out_dir: str, count: int, seed: int, test_every: int = 4, **clip_kw) -> str:
+    """avcorr clips (avprep.testing.avcorr, format-v1 samples) labelled by the sounding
+    colour (8 classes, chance 1/8): every `test_every`-th clip is a test clip (split 1
+    `test`, fold 1), the others train (split 1 `train`, fold 2), so one shard serves a
+    video task (`--split 1`) and an audio task (`--fold 1`). Returns the shard's path."""
+    import json
+
+    import webdataset as wds
+
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "colours-000000.tar")
+    with wds.TarWriter(path) as sink:
+        for i, clip in enumerate(avcorr.make_clips(count, seed=seed, **clip_kw)):
+            sample = avcorr.clip_sample(clip, f"colour_{i:04d}", f"clip_{i:04d}.mkv")
+            meta = json.loads(sample["json"])
+            test = i % test_every == 0
+            meta["labels"] = colour_label(clip.colour)
+            meta["extra"] = {"splits": {"1": "test" if test else "train"}, "fold": 1 if test else 2}
+            sink.write({**sample, "json": json.dumps(meta, sort_keys=True).encode()})
+    return path
+
+
+def make_colour_esc50_corpus(base: str, count: int, seed: int, seconds: float = 5.0,
+                             sample_rate: int = 44100, **clip_kw) -> Corpus:
+    """base/ESC-50/audio/{fold}-{clip}-A-{target}.wav + meta/esc50.csv (the ESC-50 layout)
+    holding the sound tracks of `count` avcorr clips: target = the sounding colour's index,
+    category = its name (8 of ESC-50's 50 targets used). Folds 1-5 in turn (clip i in fold
+    1 + i % 5), so `--fold 1` tests on a fifth of them."""
+    root = os.path.join(base, "ESC-50")
+    audio, meta = os.path.join(root, "audio"), os.path.join(root, "meta", "esc50.csv")
+    os.makedirs(audio, exist_ok=True)
+    os.makedirs(os.path.dirname(meta), exist_ok=True)
+    clips = avcorr.make_clips(count, seed=seed, min_seconds=seconds, max_seconds=seconds,
+                              sample_rate=sample_rate, **clip_kw)
+    entries, rows = [], []
+    for i, clip in enumerate(clips):
+        fold, label = 1 + i % 5, colour_label(clip.colour)
+        name = f"{fold}-{100000 + i}-A-{label['label_index']}.wav"
+        sf.write(os.path.join(audio, name), clip.audio, sample_rate, subtype="PCM_16")
+        entries.append(Entry(name[:-4], os.path.join(audio, name), clip.colour, label["label_index"],
+                             extra={"fold": fold, "esc10": False, "take": "A", "src_file": str(100000 + i)}))
+        rows.append([name, fold, label["label_index"], clip.colour, "False", str(100000 + i), "A"])
+    with open(meta, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["filename", "fold", "target", "category", "esc10", "src_file", "take"])
+        w.writerows(rows)
     return Corpus(root, meta, entries)

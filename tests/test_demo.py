@@ -1,0 +1,39 @@
+"""The demo's downstream step (cli/demo.py, `avprep demo` after pretraining) at small size,
+on conftest's session GLCM run: a generated ESC-50-layout corpus through `avprep build
+esc50`, linear probes of the pretrained and of random encoders (`glcm finetune`), `glcm
+report`, and the printed figure. The whole demo (pretraining included) is `./run.sh demo`."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from avprep.testing.downstream import COLOURS
+from cli.demo import downstream_demo
+from test_cli import run
+
+CLIPS, STEPS = 20, 8
+
+
+def test_downstream_step_builds_probes_reports_and_prints_the_figure(avcorr_run, tmp_path):
+    lines: list[str] = []
+    found = downstream_demo(str(tmp_path), str(avcorr_run.checkpoint), CLIPS, STEPS, 1, lines.append)
+    text = "\n".join(lines)
+    assert f"{CLIPS} inputs: {CLIPS} ok, 0 failed" in text and f"audio-only): {CLIPS}" in text, text
+    runs = {init: json.loads((tmp_path / f"esc50-{init}" / "metrics.json").read_text()) for init in ("pretrained", "scratch")}
+    for init, m in runs.items():
+        assert (m["task"], m["init"], m["mode"], m["fold"], m["steps"]) == ("esc50", init, "linear", 1, STEPS)
+        assert m["videos"] == CLIPS // 5                                 # fold 1 = every 5th sound
+        assert set(m["per_class"]) <= set(COLOURS)
+    figure = re.search(r"pretrained (\d+\.\d)% vs scratch (\d+\.\d)% .*; report (\S+)$", lines[-1])
+    assert figure, lines[-1]
+    assert [float(figure[1]), float(figure[2])] == [round(100 * runs[k]["top1"], 1) for k in ("pretrained", "scratch")]
+    assert figure[3] == found["report"] == str(tmp_path / "report.md")
+    report = Path(found["report"]).read_text()
+    assert "| [esc50-pretrained](esc50-pretrained) | esc50 | pretrained | linear | audio | fold 1 | top1 |" in report
+    assert "| [esc50-scratch](esc50-scratch) | esc50 | scratch | linear | audio | fold 1 | top1 |" in report
+
+
+def test_demo_refuses_negative_probe_steps(tmp_path):
+    code, out = run("demo", "--probe-steps", "-1", "--out", tmp_path / "demo")
+    assert code == 2 and "error: --probe-steps -1" in out and not (tmp_path / "demo").exists(), out
