@@ -92,10 +92,10 @@ def predict(grey: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rect = dlib.rectangle(int(round(bx[0])), int(round(by[0])), int(round(bx[1])), int(round(by[1])))
     shape = shape_predictor()(roi, rect)
     pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
-    return _to_src(pts, sx, sy, x0, y0), _patch(grey, box)
+    return _to_src(pts, sx, sy, x0, y0), face_patch(grey, box)
 
 
-def _patch(grey: np.ndarray, box: np.ndarray) -> np.ndarray:
+def face_patch(grey: np.ndarray, box: np.ndarray) -> np.ndarray:
     """24x24 area-average of the box in the original frame (cheaper than from the resized ROI)."""
     h, w = grey.shape
     x0, y0 = max(0, int(round(box[0]))), max(0, int(round(box[1])))

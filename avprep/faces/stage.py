@@ -89,6 +89,7 @@ def crops_from_track(frames: np.ndarray, track: Track, fps: float, cfg: CropConf
     meta = {"kind": cfg.kind, "size": cfg.size, "grey": cfg.grey, "num_frames": t_len,
             "detected": track.count(DETECTED), "tracked": track.count(TRACKED),
             "interpolated": int(was_filled.sum()), "detector_runs": track.detector_runs,
+            "predicted": found if track.predicted is None else int(track.predicted.sum()),
             "scale": round(float(np.median([align.scale_of(m) for m in transforms])), 5),
             "hint": list(hint) if hint is not None else None, **geo}
     arrays = {LANDMARKS: landmarks.astype(np.float32), TRANSFORM: transforms.astype(np.float32),
