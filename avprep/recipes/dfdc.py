@@ -53,4 +53,4 @@ def _item(part: str, name: str, entry: dict) -> SourceItem:
 
 
 RECIPE = Recipe("dfdc", prepare_dfdc, defaults=with_crop(BuildConfig(shard_prefix="dfdc"), "face"),
-                summary="face crops, REAL/FAKE labels (dfdc_train_part_N/metadata.json)")
+                summary="face crops, REAL/FAKE labels (dfdc_train_part_N/metadata.json; --crop none: whole frames)")

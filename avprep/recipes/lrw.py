@@ -64,4 +64,4 @@ def _item(folder: str, word: str, index: int, split: str, stem: str) -> SourceIt
 _DEFAULTS = BuildConfig(video=VideoConfig(fps=25.0), clip=ClipConfig(max_seconds=2.0, min_frames=20),
                         videos_per_shard=1000, shard_prefix="lrw")
 RECIPE = Recipe("lrw", prepare_lrw, per_split=True, defaults=with_crop(_DEFAULTS, "lips"),
-                summary="lip crops at 25 fps, all 29 frames, one shard set per split")
+                summary="lip crops at 25 fps, all 29 frames, one shard set per split (--crop none: whole frames, for glcm finetune --input full-frames)")
