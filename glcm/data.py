@@ -123,10 +123,13 @@ def decode_frames(sample: Sample, indices: list[int], spec: ClipSpec,
     c = spec.crop
     box = crop_box(sample.meta.height, sample.meta.width, spec, rng)
     scale, y, x = box
-    done: dict[int, np.ndarray] = {}
-    for i in indices:
-        if i in done:
+    out = np.empty((len(indices), c, c, 3), dtype=np.uint8)
+    first: dict[int, int] = {}          # frame -> its first row in `out` (a repeat is copied)
+    for j, i in enumerate(indices):
+        if i in first:
+            out[j] = out[first[i]]
             continue
+        first[i] = j
         try:
             img = sample.frame(i, bgr=True)
         except FormatError as exc:
@@ -134,10 +137,7 @@ def decode_frames(sample: Sample, indices: list[int], spec: ClipSpec,
         if scale != 1.0:
             img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
                              interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        done[i] = img[y:y + c, x:x + c]
-    out = np.empty((len(indices), c, c, 3), dtype=np.uint8)
-    for j, i in enumerate(indices):
-        out[j] = done[i]
+        out[j] = img[y:y + c, x:x + c]          # straight into the batch row: one copy
     return out, box
 
 
