@@ -24,8 +24,8 @@ from avprep.pipeline import build_dataset, format_summary
 from avprep.preview import preview
 from avprep.recipes import RECIPES, build_recipe, prepare_kav
 from avprep.testing import avcorr
-from avprep.testing.downstream import make_colour_esc50_corpus
 from avprep.testing.corpus import make_avspeech_corpus, make_kinetics_corpus
+from avprep.testing.downstream import make_colour_esc50_corpus
 from avprep.tools import verify_shards
 
 
