@@ -78,7 +78,8 @@ def cut(source: str, path: str, start: float, seconds: float, filters=(), frames
         video = video.filter(name, **options)
     streams = [video, src.audio] if _has_audio(source) else [video]
     out = ffmpeg.output(*streams, path, r=25, vcodec="libx264", preset="ultrafast", crf=18, pix_fmt="yuv420p",
-                        acodec="aac", **({"vframes": frames} if frames else {})).global_args("-hide_banner", "-loglevel", "error", "-y")
+                        acodec="aac", **({"vframes": frames} if frames else {}))
+    out = out.global_args("-hide_banner", "-loglevel", "error", "-y")
     proc = subprocess.run(out.compile(cmd=ffmpeg_exe()), capture_output=True)
     if proc.returncode != 0:
         raise RuntimeError(f"ffmpeg failed cutting {source}: {proc.stderr.decode(errors='replace')[-400:]}")
@@ -98,7 +99,8 @@ def make_lrw_corpus(base: str, media: str, clips=LRW_CLIPS) -> FacesCorpus:
     for num, (word, split, source, start) in enumerate(clips, 1):
         stem, duration = f"{word}_{num:05d}", round(0.30 + 0.05 * (num - 1), 2)
         folder = os.path.join(root, word, split)
-        cut(os.path.join(media, "grid", f"{source}.mpg"), os.path.join(folder, f"{stem}.mp4"), start, 1.16, LRW_FILTERS, frames=29)
+        cut(os.path.join(media, "grid", f"{source}.mpg"), os.path.join(folder, f"{stem}.mp4"), start, 1.16,
+            LRW_FILTERS, frames=29)
         with open(os.path.join(folder, f"{stem}.txt"), "w", encoding="utf-8") as f:
             f.write(f"Text: {word}\nConf: 3\n\n\nDuration: {duration:.2f} seconds\n")
         out.append(FaceClip(f"{word}/{split}/{stem}", os.path.join(folder, f"{stem}.mp4"), word, words.index(word),
