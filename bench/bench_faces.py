@@ -76,6 +76,7 @@ def bench_video(path: str, repeat: int) -> dict:
             "naive_wall_fps": n / naive_wall, "ours_wall_fps": n / ours_wall, "speedup": naive_cpu / ours_cpu,
             "naive_found": int((naive.status != MISSING).sum()),
             "ours": f"{out.meta['detected']}/{out.meta['tracked']}/{out.meta['interpolated']}",
+            "predicted": out.meta["predicted"],
             "compared": int(both.sum()),
             "median_dev": float(np.median(dev[both])) if both.any() else float("nan"),
             "p90_dev": float(np.percentile(dev[both], 90)) if both.any() else float("nan")}
@@ -87,10 +88,10 @@ def run_videos(args) -> None:
     crop_frames(warm, 25.0, CFG, opts=LENIENT)
     rows = [bench_video(os.path.join(args.media, v), args.repeat) for v in VIDEOS]
     print(f"{'video':34s} {'frames':>6s} {'size':>8s} {'naive f/s':>9s} {'ours f/s':>9s} {'x':>6s} {'wall n/o':>11s} "
-          f"{'naive found':>11s} {'ours det/trk/int':>16s} {'median dev':>10s} {'p90 dev':>8s}")
+          f"{'naive found':>11s} {'ours det/trk/int':>16s} {'model runs':>10s} {'median dev':>10s} {'p90 dev':>8s}")
     for r in rows:
         print(f"{r['video']:34s} {r['frames']:6d} {r['size']:>8s} {r['naive_fps']:9.1f} {r['ours_fps']:9.1f} "
-              f"{r['speedup']:6.1f} {r['naive_wall_fps']:5.0f}/{r['ours_wall_fps']:<5.0f} {r['naive_found']:11d} {r['ours']:>16s} {r['median_dev']:10.4f} "
+              f"{r['speedup']:6.1f} {r['naive_wall_fps']:5.0f}/{r['ours_wall_fps']:<5.0f} {r['naive_found']:11d} {r['ours']:>16s} {r['predicted']:10d} {r['median_dev']:10.4f} "
               f"{r['p90_dev']:8.4f}")
     grid = [r for r in rows if r["video"].startswith("grid")]
     frames = sum(r["frames"] for r in grid)

@@ -271,10 +271,12 @@ def track_landmarks(frames: np.ndarray, opts: TrackOptions = TrackOptions(),
             _between(frames, key, t, key_patch, points, status, predicted, tracker)
         if pts is not None and status[t] == DETECTED and t > 0 and status[t - 1] == MISSING:
             _track_back(frames, t, points, status, predicted, tracker)
-        # steady: little motion since the last prediction, or a face just (re)acquired (then
-        # `_between` checks the motion after the fact)
+        # jump on a steady track: landmarks that passed the quality check and moved little
+        # since the last prediction, or a face found in the first frame (`_between` checks
+        # the motion after the fact); never after a re-acquisition or a failed jump
         jump = (pts is not None and opts.predict_every > 1 and t >= careful_until
-                and (key is None or steady(points[key], pts, t - key, opts)))
+                and (tracker.followed and key is not None and steady(points[key], pts, t - key, opts)
+                     or t == 0))
         key, key_patch = (t, tracker.patch) if pts is not None else (None, None)
         t = min(t + opts.predict_every, t_len - 1) if jump and t < t_len - 1 else t + 1
     return Track(points, status, tracker.detector_runs, predicted)
