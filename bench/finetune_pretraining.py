@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--probe-steps", type=int, default=40)
     ap.add_argument("--clips", type=int, default=64, help="labelled clips (every 4th held out)")
     ap.add_argument("--seeds", default="0,1,2", help="probe seeds (head init, data order), comma-separated")
+    ap.add_argument("--features", default="global", help="visual encoders the visual probe reads: global, local, both")
     args = ap.parse_args()
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,7 +56,7 @@ def main() -> None:
                 for init in ("pretrained", "scratch"):
                     t1 = time.time()
                     found = probe(shards, ckpt if init == "pretrained" else "scratch", task, args.probe_steps,
-                                  str(root / f"{seed}-{kind}-{init}"), seed)
+                                  str(root / f"{seed}-{kind}-{init}"), seed, args.features)
                     results[f"{kind}/{init}"] = round(found["top1"], 3)
                     results[f"{kind}/{init}/s"] = round(time.time() - t1, 1)
             print(json.dumps({"seed": seed, **results}), flush=True)

@@ -103,14 +103,15 @@ PROBE_SETS = ("task.mode=linear", "task.classes=8", "task.clips=3", "task.dropou
               "train.warmup_steps=5", "train.checkpoint_every=100000")
 
 
-def probe(shards: str, init: str, task: str, steps: int, out: str, seed: int = 0) -> dict:
+def probe(shards: str, init: str, task: str, steps: int, out: str, seed: int = 0, features: str = "both") -> dict:
     """`glcm finetune --preset avcorr --task TASK --init INIT --mode linear ...` (the CLI's
-    config and code path) on the test split 1 / fold 1; returns its metrics.json."""
+    config and code path) on the test split 1 / fold 1; returns its metrics.json.
+    `features`: the visual encoders a video task reads (global, local, both)."""
     from glcm.config import load_finetune_config
     from glcm.finetune import finetune
     cfg = load_finetune_config(preset="avcorr", overrides=[
         *PROBE_SETS, f"task.name={task}", f"task.init={init}", f"data.shards={shards}", f"train.out={out}",
-        f"train.steps={steps}", f"train.seed={seed}", f"data.seed={seed}"])
+        f"train.steps={steps}", f"train.seed={seed}", f"data.seed={seed}", f"task.features={features}"])
     resume = os.path.exists(os.path.join(out, "checkpoint.pt"))     # a rerun of the demo re-scores it
     return finetune(cfg, resume)["metrics"]
 
