@@ -1,0 +1,81 @@
+"""Loader clips per CPU-second of one process (= one DataLoader worker), optionally side by
+side with another version of glcm/data.py.
+
+    .venv/bin/python bench/bench_loader.py --shards '/tmp/mshards/videos-{000000..000001}.tar' \\
+        [--against old_data.py] [--repeat 5] [--batches 10]
+
+`glcm bench --skip-model` reports wall-clock clips/s, which on a shared machine moves with
+the other jobs; this counts the process's own CPU time (the work a dedicated core would
+do), and with `--against FILE` (e.g. `git show REV:glcm/data.py > FILE`) alternates passes
+of both versions over the same shards, so their ratio is measured under the same load.
+Each pass: the full pipeline of glcm.data.make_dataset (tar reading, shuffle buffer,
+JPEG decoding of the 32-frame window, crop/flip/grey, mel slice, collation), default
+data config with a 20-sample shuffle buffer, batch 32.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from glcm.config import GLCMConfig  # noqa: E402
+import glcm.data as current  # noqa: E402
+
+
+def load_version(path: str):
+    """Another glcm/data.py, imported as a module of its own."""
+    spec = importlib.util.spec_from_file_location("data_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module              # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def one_pass(data, shards: str, batches: int, seed: int) -> tuple[float, float]:
+    """(clips per CPU-second, clips per wall-second) after one warm-up batch."""
+    cfg = GLCMConfig()
+    cfg.data.shuffle_buffer, cfg.data.initial_buffer, cfg.data.seed = 20, 5, seed
+    spec = data.ClipSpec.from_config(cfg.data, cfg.model.mel_per_frame, cfg.model.n_mels)
+    it = iter(data.make_dataset(shards, cfg.data, 32, spec, epoch_batches=batches + 1))
+    next(it)
+    cpu, wall, n = time.process_time(), time.perf_counter(), 0
+    for batch in it:
+        n += batch["frames"].shape[0]
+    return n / (time.process_time() - cpu), n / (time.perf_counter() - wall)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shards", required=True)
+    ap.add_argument("--against", help="another glcm/data.py to alternate with")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--batches", type=int, default=10)
+    args = ap.parse_args()
+    versions = {"current": current}
+    if args.against:
+        versions["against"] = load_version(args.against)
+    results = {name: [] for name in versions}
+    for r in range(args.repeat):
+        order = list(versions) if r % 2 == 0 else list(versions)[::-1]
+        for name in order:
+            results[name].append(one_pass(versions[name], args.shards, args.batches, r))
+    for name, runs in results.items():
+        cpu = [c for c, _ in runs]
+        wall = [w for _, w in runs]
+        print(f"{name:>8s}: {np.median(cpu):6.1f} clips per CPU-second (passes {min(cpu):.0f}-{max(cpu):.0f}), "
+              f"{np.median(wall):6.1f} per wall-second (median of {len(runs)} passes of {args.batches} batches)")
+    if args.against:
+        ratio = np.median(np.array([c for c, _ in results["current"]]) / np.array([c for c, _ in results["against"]]))
+        print(f"current / against: {ratio:.2f}x clips per CPU-second (median of the pass pairs)")
+    print(f"(one process, cv2 single-threaded, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')})")
+
+
+if __name__ == "__main__":
+    main()
