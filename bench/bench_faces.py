@@ -91,8 +91,8 @@ def run_videos(args) -> None:
           f"{'naive found':>11s} {'ours det/trk/int':>16s} {'model runs':>10s} {'median dev':>10s} {'p90 dev':>8s}")
     for r in rows:
         print(f"{r['video']:34s} {r['frames']:6d} {r['size']:>8s} {r['naive_fps']:9.1f} {r['ours_fps']:9.1f} "
-              f"{r['speedup']:6.1f} {r['naive_wall_fps']:5.0f}/{r['ours_wall_fps']:<5.0f} {r['naive_found']:11d} {r['ours']:>16s} {r['predicted']:10d} {r['median_dev']:10.4f} "
-              f"{r['p90_dev']:8.4f}")
+              f"{r['speedup']:6.1f} {r['naive_wall_fps']:5.0f}/{r['ours_wall_fps']:<5.0f} {r['naive_found']:11d} "
+              f"{r['ours']:>16s} {r['predicted']:10d} {r['median_dev']:10.4f} {r['p90_dev']:8.4f}")
     grid = [r for r in rows if r["video"].startswith("grid")]
     frames = sum(r["frames"] for r in grid)
     naive = frames / sum(r["frames"] / r["naive_fps"] for r in grid)
