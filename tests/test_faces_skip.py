@@ -37,10 +37,15 @@ def test_skipping_matches_prediction_on_every_frame(lrw_length):
     dev /= quality.crop_width_px(tf, LIPS.size)
     centres = quality.centre_of_crops(tf, LIPS.size) - quality.centre_of_crops(ref.arrays["transform.npy"], LIPS.size)
     crop_shift = np.linalg.norm(centres, axis=1).max()
+    opening = [np.linalg.norm(p[:, 62] - p[:, 66], axis=1) for p in (lm, ref.arrays["landmarks.npy"])]
+    opening_err = np.abs(opening[0] - opening[1])
     print(f"predict_every 3 vs 1 on 29 GRID frames: {got.meta['predicted']} predictions, lip-centre "
           f"difference median {np.median(dev):.4f}, max {dev.max():.4f} of the crop width; "
-          f"crop centres max {crop_shift:.2f} px apart")
+          f"crop centres max {crop_shift:.2f} px apart; stored mouth opening (62-66) differs by "
+          f"{opening_err.mean():.2f} px on average, at most {opening_err.max():.2f} (range "
+          f"{opening[1].min():.1f}-{opening[1].max():.1f} px)")
     assert np.median(dev) < 0.005 and dev.max() < 0.015 and crop_shift < 1.0
+    assert opening_err.mean() < 1.0
 
 
 def test_motion_that_is_not_steady_is_predicted_on_every_frame(lrw_length):
