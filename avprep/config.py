@@ -49,6 +49,7 @@ class CropConfig:
     size: int = 112              # output crop side in pixels
     grey: bool = False
     detect_every: int = 10       # run the face detector every N frames (or when tracking fails)
+    predict_every: int = 3       # on a steady track, run the 68-point model every N frames (1: every frame)
     face_margin: float = 0.3     # face crops: margin around the tracked face box
     align: str = "similarity"    # lips: "similarity" (least squares) or "affine" (paper, 3 points)
     lip_fraction: float = 1 / 3  # lips: lip width / crop width (paper)
@@ -179,6 +180,8 @@ def validate_crop(crop: CropConfig) -> None:
         raise ConfigError(f"crop size must be >= 16, got {crop.size}")
     if crop.detect_every < 1:
         raise ConfigError(f"detect_every must be >= 1, got {crop.detect_every}")
+    if crop.predict_every < 1:
+        raise ConfigError(f"predict_every must be >= 1, got {crop.predict_every}")
     _check_number("face_margin", crop.face_margin, low=0)
     _check_number("lip_fraction", crop.lip_fraction, low=0, high=1, low_open=True)
     _check_number("max_gap_s", crop.max_gap_s, low=0)

@@ -29,6 +29,9 @@ CropSize = Annotated[Optional[int], typer.Option("--crop-size", "--size", help="
 Grey = Annotated[Optional[bool], typer.Option("--grey/--no-grey", help="Store grey crops.")]
 DetectEvery = Annotated[Optional[int], typer.Option(help="Crops: run the face detector every N frames, "
                                                     "track in between (default 10).")]
+PredictEvery = Annotated[Optional[int], typer.Option(help="Crops: on a steady track run the 68-point model "
+                                                     "every N frames and interpolate between (default 3; "
+                                                     "1: every frame).")]
 AlignOpt = Annotated[Optional[Align], typer.Option("--align", help="Lip crops: align on eye corners + nose tip "
                                                    "by least squares (similarity, default) or exactly (affine, "
                                                    "the paper's).")]
@@ -67,8 +70,9 @@ def _str(path: Optional[Path]) -> Optional[str]:
     return None if path is None else str(path)
 
 
-def _face_options(detect_every, align, lip_fraction, max_gap, min_face_fraction) -> dict:
-    return {"crop.detect_every": detect_every, "crop.align": align.value if align else None,
+def _face_options(detect_every, predict_every, align, lip_fraction, max_gap, min_face_fraction) -> dict:
+    return {"crop.detect_every": detect_every, "crop.predict_every": predict_every,
+            "crop.align": align.value if align else None,
             "crop.lip_fraction": lip_fraction, "crop.max_gap_s": max_gap,
             "crop.min_face_fraction": min_face_fraction}
 
@@ -121,6 +125,7 @@ def build(
     crop_size: CropSize = None,
     grey: Grey = None,
     detect_every: DetectEvery = None,
+    predict_every: PredictEvery = None,
     align: AlignOpt = None,
     lip_fraction: LipFraction = None,
     max_gap: MaxGap = None,
@@ -151,7 +156,7 @@ def build(
                "crop.grey": grey, "crop.face_margin": face_margin, "crop.landmark_window_s": landmark_window,
                "crop.transform_window_s": transform_window, "videos_per_shard": videos_per_shard,
                "shard_prefix": prefix,
-               **_face_options(detect_every, align, lip_fraction, max_gap, min_face_fraction)}
+               **_face_options(detect_every, predict_every, align, lip_fraction, max_gap, min_face_fraction)}
     _run(recipe.value, args, options, out, per_split, workers, ray)
 
 
@@ -162,6 +167,7 @@ def crop_lips(
     size: CropSize = None,
     grey: Grey = None,
     detect_every: DetectEvery = None,
+    predict_every: PredictEvery = None,
     align: AlignOpt = None,
     lip_fraction: LipFraction = None,
     max_gap: MaxGap = None,
@@ -173,7 +179,7 @@ def crop_lips(
     """`avprep build lrw` with its defaults: lip crops at native 25 fps, all 29 frames, one
     shard set per split (every build option: `avprep build lrw --help`)."""
     options = {"crop.size": size, "crop.grey": grey, "videos_per_shard": videos_per_shard,
-               **_face_options(detect_every, align, lip_fraction, max_gap, min_face_fraction)}
+               **_face_options(detect_every, predict_every, align, lip_fraction, max_gap, min_face_fraction)}
     _run("lrw", {"root": str(root)}, options, out, None, workers, ray)
 
 

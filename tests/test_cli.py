@@ -161,6 +161,7 @@ BAD_VALUES = [
     (["--max-seconds", "-1"], "max_seconds"), (["--short-side", "15"], "short_side"),
     (["--lip-fraction", "0"], "lip_fraction"), (["--max-gap", "nan"], "max_gap_s"),
     (["--min-face-fraction", "1.5"], "min_face_fraction"), (["--detect-every", "0"], "detect_every"),
+    (["--predict-every", "0"], "predict_every"),
     (["--seed", "3"], "does not take --seed"),
 ]
 

@@ -109,8 +109,9 @@ def test_every_face_option_is_configurable_and_reaches_the_stage():
     configurable = {f.name for f in fields(CropConfig)}
     assert {f.name for f in fields(FaceOptions)} - {"track"} <= configurable     # none unreachable
     assert all(getattr(FaceOptions(), k) != v for k, v in CHANGED.items())      # all differ from the defaults
-    opts = options_for(CropConfig(kind="lips", detect_every=3, **CHANGED))
+    opts = options_for(CropConfig(kind="lips", detect_every=3, predict_every=1, **CHANGED))
     assert {k: getattr(opts, k) for k in CHANGED} == CHANGED and opts.track.detect_every == 3
+    assert opts.track.predict_every == 1
     lenient = FaceOptions(max_gap_s=9.0)
     assert options_for(CropConfig(kind="lips"), lenient) is lenient              # an explicit FaceOptions is used as is
 
@@ -136,7 +137,7 @@ def test_align_affine_from_the_command_line_reaches_the_stage(tmp_path):
     (root / "mvlrs_v1" / "main").mkdir(parents=True)
     (root / "test.txt").write_text("6330311066473698535/00011\n")    # listed, file missing: no decoding
     res = runner.invoke(app, ["build", "lrs2", str(root), "--out", str(tmp_path / "out"), "--workers", "1",
-                              "--short-side", "128", "--detect-every", "3", "--align", "affine",
+                              "--short-side", "128", "--detect-every", "3", "--predict-every", "2", "--align", "affine",
                               "--lip-fraction", "0.4", "--max-gap", "0.5", "--min-face-fraction", "0.7",
                               "--landmark-window", "0.1", "--transform-window", "0.3"])
     assert res.exit_code == 0, res.output
@@ -144,6 +145,7 @@ def test_align_affine_from_the_command_line_reaches_the_stage(tmp_path):
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())["config"]
     assert plan == manifest and manifest["video"]["short_side"] == 128      # explicit value, not the recipe's 0
     assert {k: manifest["crop"][k] for k in CHANGED} == CHANGED and manifest["crop"]["detect_every"] == 3
+    assert manifest["crop"]["predict_every"] == 2
     # the recorded config drives the stage: exact 3-point alignment instead of least squares
     pts = np.stack([_sheared_face()] * 8)
     track = Track(pts, np.full(8, DETECTED, np.int8), 8)

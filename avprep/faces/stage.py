@@ -41,10 +41,10 @@ _FROM_CONFIG = tuple(f.name for f in fields(FaceOptions) if f.name in {c.name fo
 
 def options_for(cfg: CropConfig, base: FaceOptions | None = None) -> FaceOptions:
     """The stage's options: `base` when given (used as is), else every face field of `cfg`
-    (`detect_every` goes to the tracker's options)."""
+    (`detect_every` and `predict_every` go to the tracker's options)."""
     if base is not None:
         return base
-    return FaceOptions(track=TrackOptions(detect_every=cfg.detect_every),
+    return FaceOptions(track=TrackOptions(detect_every=cfg.detect_every, predict_every=cfg.predict_every),
                        **{name: getattr(cfg, name) for name in _FROM_CONFIG})
 
 
