@@ -437,13 +437,12 @@ def finetune(
     """Finetune (or linear-probe) the encoders on a downstream task and score it by the
     task's protocol. The same command works under torchrun. Exit status as for train."""
     with one_line_errors():
-        from glcm.config import load_finetune_config
+        from glcm.config import ConfigError, load_finetune_config
         from glcm.finetune import finetune as run_finetune, finetune_all, init_model
         parts, every = _part_options(task, split, fold, folds)
         if resume:
             config = _resume_config(out, config)
         elif task is None or init is None:
-            from glcm.config import ConfigError
             raise ConfigError("give --task (ucf101, hmdb51, esc50, lrw, lrs2 or dfdc) and --init (a checkpoint.pt or "
                               "scratch)")
         adopt = init not in (None, "scratch") and preset is None and config is None
@@ -455,6 +454,9 @@ def finetune(
             "data.workers": workers, "train.epoch_batches": epoch_batches, "task.all_parts": every or None,
             **parts}.items() if v is not None],
             preset, init_model(init) if adopt else None)
+        if resume and cfg.task.all_parts and (fold is not None or split not in (None, "all")):
+            raise ConfigError(f"{out} is a run of every split/fold: resume it without --split/--fold, or resume "
+                              "one part with --out OUT/split-N (OUT/fold-N)")
         logging.basicConfig(level=logging.WARNING)
         last = finetune_all(cfg, resume) if cfg.task.all_parts else run_finetune(cfg, resume)
     typer.echo(json.dumps(last.get("metrics", last), default=str))

@@ -100,15 +100,15 @@ def row(folder: Path | None, m: dict, base: Path) -> str:
     metric = TASKS[m["task"]].metric if m["task"] in TASKS else m.get("metric", "")
     metric = "wer (lower is better)" if metric == "wer" else metric          # LRS2: word error rate
     cells = (name, m["task"], m.get("init", ""), m.get("mode", ""), m.get("features", ""),
-             f"{protocol} {number}".strip(), metric, f"{100 * m['value']:.1f}", percent(m.get("val_top1")),
+             f"{protocol} {number}".strip(), metric, f"{100 * m['value']:.1f}", percent(m.get("val_top1", m.get("val_wer"))),
              f"{paper:.1f}" if paper is not None else "", input_pool(m), pictures)
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
 def render(runs: list[tuple[Path | None, dict]], unscored: list[Path], base: Path) -> str:
     lines = ["# glcm finetuning report", "",
-             "ours and paper in percent (top-1 video accuracy; DFDC: video ROC AUC); val: top-1 on "
-             "--val-shards (empty: the run had none).", "",
+             "ours and paper in percent (top-1 video accuracy; DFDC: video ROC AUC; LRS2: WER); val: top-1 "
+             "on --val-shards (LRS2: WER; empty: the run had none).", "",
              "| " + " | ".join(HEADER) + " |", "|" + " --- |" * len(HEADER)]
     lines += [row(folder, m, base) for folder, m in runs]
     if unscored:

@@ -31,6 +31,7 @@ def test_report_val_column(tmp_path):
     for n, (test, val) in enumerate([(0.5, 0.25), (0.6, 0.5), (0.7, 0.75)], 1):
         scored(runs / f"s{n}", split=n, value=test, top1=test, val_top1=val)
     scored(runs / "no-val", task="esc50", features="audio", fold=2, value=0.4, top1=0.4)
+    scored(runs / "lrs2", task="lrs2", metric="wer", value=0.3, wer=0.3, val_wer=0.35)
     write_report(sorted(runs.iterdir()), tmp_path / "r.md")
     rows = table((tmp_path / "r.md").read_text())
     header = rows["run"]
@@ -38,6 +39,7 @@ def test_report_val_column(tmp_path):
     val, ours = header.index("val"), header.index("ours")
     assert [rows[f"[s{n}](runs/s{n})"][val] for n in (1, 2, 3)] == ["25.0", "50.0", "75.0"]
     assert rows["[no-val](runs/no-val)"][val] == ""                     # no --val-shards: an empty cell
+    assert rows["[lrs2](runs/lrs2)"][ours - 1:val + 1] == ["wer (lower is better)", "30.0", "35.0"]
     assert rows["(mean)"][ours] == "60.0" and rows["(mean)"][val] == "50.0"    # (25 + 50 + 75) / 3
     assert all(len(r) == len(header) for r in rows.values())
 
@@ -70,6 +72,8 @@ def test_folds_all_resumes_with_nothing_retyped(tmp_path):
         p.rmdir() if p.is_dir() else p.unlink()
     (run / "metrics.json").unlink()
 
+    code, out = cli("finetune", "--resume", "--out", run, "--fold", 2)       # one part of an all-parts run
+    assert code == 2 and "resume it without --split/--fold" in one_line_error(out), out
     code, out = cli("finetune", "--resume", "--out", run)
     assert code == 0, out
     assert {f: (run / f"fold-{f}" / "metrics.json").read_bytes() for f in (1, 2, 3)} == kept   # finished: kept

@@ -221,6 +221,12 @@ def not_a_checkpoint(tmp_path: Path) -> Path:
     return tmp_path / "junk.pt"
 
 
+def empty_annotations(tmp_path: Path) -> Path:
+    """A readable avcorr.json that annotates nothing (the checks after it are the ones tested)."""
+    (tmp_path / "empty.json").write_text('{"videos": {}}')
+    return tmp_path / "empty.json"
+
+
 def resume_without_checkpoint(tmp_path: Path, run: Path) -> list:
     (tmp_path / "fresh").mkdir()
     (tmp_path / "fresh" / "config.json").write_text((run / "config.json").read_text())
@@ -254,9 +260,13 @@ USER_ERRORS = [
      "already holds a checkpoint; add --resume"),
     ("resume a non-checkpoint", lambda t, s, r: resume_with_junk(t, r), "is not a readable GLCM checkpoint"),
     ("eval without checkpoint", lambda t, s, r: ["eval-localization", "--checkpoint", t / "none.pt", "--shards", s,
-                                                 "--annotations", t / "a.json"], "does not exist"),
+                                                 "--annotations", empty_annotations(t)], "does not exist"),
     ("eval on a non-checkpoint", lambda t, s, r: ["eval-localization", "--checkpoint", not_a_checkpoint(t),
-                                                  "--shards", s, "--annotations", t / "a.json"], "not a readable"),
+                                                  "--shards", s, "--annotations", empty_annotations(t)],
+     "is not a readable GLCM checkpoint"),
+    ("eval with unreadable annotations", lambda t, s, r: ["eval-localization", "--checkpoint", r / "checkpoint.pt",
+                                                          "--shards", s, "--annotations", t / "a.json"],
+     "not a readable avcorr.json"),
     ("eval without annotations", lambda t, s, r: ["eval-localization", "--checkpoint", r / "checkpoint.pt",
                                                   "--shards", s, "--annotations", t / "a.json"], "--annotations"),
     ("eval on files that are not shards", lambda t, s, r: [
