@@ -58,7 +58,7 @@ def run_demo(out: str, videos: int = 12, train_steps: int = 300, workers: int = 
     cfg = BuildConfig(video=VideoConfig(short_side=64), clip=ClipConfig(min_frames=32),
                       videos_per_shard=4, shard_prefix="k-av")
     result = build_dataset(items, shards_dir, cfg, workers=workers, root=corpus, recipe="k-av")
-    echo("[2/5] build: " + format_summary(result.summary))
+    echo("[2/5] build: " + format_summary(result.summary).replace("\n", "\n      "))
     check = verify_shards(shards_dir)
     echo(f"[3/5] verify: {check.checked} samples decoded, {len(check.bad)} bad")
     if not check.ok:
@@ -128,7 +128,7 @@ def downstream_demo(out: str, checkpoint: str, clips: int, steps: int, workers: 
     root = os.path.join(corpus_dir, "ESC-50")
     echo(f"[5/5] downstream: avcorr sounds in the ESC-50 layout in {root} (label: the sounding colour, 8 classes)")
     done = build_recipe(RECIPES["esc50"], {"root": root}, shards, workers=workers, progress=False)
-    echo("      avprep build esc50: " + format_summary(done[0].result.summary))
+    echo("      avprep build esc50: " + format_summary(done[0].result.summary).replace("\n", "\n      "))
     found = {}
     for init in ("pretrained", "scratch"):
         run = os.path.join(out, f"esc50-{init}")
