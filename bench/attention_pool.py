@@ -27,6 +27,7 @@ import numpy as np
 from avprep.format import FACE_STATUS, LANDMARKS, TRANSFORM, encode_sample, open_sample
 from avprep.testing import avcorr
 from avprep.testing.downstream import colour_label
+from finetune_pretraining import pretrain      # bench/: the learning test's pretraining run
 
 ARMS = {"full-frames/mean": ["task.input=full-frames", "task.pool=mean"],
         "full-frames/attention": ["task.input=full-frames", "task.pool=attention"],
@@ -85,16 +86,6 @@ def probe(shards: str, checkpoint: str, arm: str, steps: int, out: str, seed: in
         *SETS, *ARMS[arm], f"task.init={checkpoint}", f"data.shards={shards}", f"train.out={out}",
         f"train.steps={steps}", f"train.seed={seed}", f"data.seed={seed}"])
     return finetune(cfg)["metrics"]
-
-
-def pretrain(root: Path, steps: int) -> str:
-    from glcm.config import avcorr as avcorr_preset
-    from glcm.train import train
-    avcorr.write_shards(avcorr.make_clips(96, seed=1, obj=22), str(root / "pre"), per_shard=16, annotations=False)
-    cfg = avcorr_preset()
-    cfg.data.shards, cfg.train.out, cfg.train.steps = str(root / "pre"), str(root / "pre-run"), steps
-    train(cfg)
-    return str(root / "pre-run" / "checkpoint.pt")
 
 
 def main() -> None:

@@ -63,6 +63,12 @@ def finetune_rate(cfg: GLCMConfig, task: str, device: torch.device, steps: int =
         batch["frames"] = torch.randint(0, 256, (b, t, c, c, 3), dtype=torch.uint8, device=device)
     if ft.task.boundary:
         batch["boundary"] = torch.ones(b, t, device=device)
+    return steps_rate(trainer, batch, b, device, steps, warmup), t
+
+
+def steps_rate(trainer, batch: dict, clips: int, device: torch.device, steps: int, warmup: int) -> float:
+    """Clips/s of `trainer.batch_step(batch)` (a whole training step on `clips` clips) after
+    `warmup` steps."""
     for _ in range(warmup):
         trainer.batch_step(batch)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -71,4 +77,4 @@ def finetune_rate(cfg: GLCMConfig, task: str, device: torch.device, steps: int =
     for _ in range(steps):
         trainer.batch_step(batch)
     sync()
-    return steps * b / (time.perf_counter() - t0), t
+    return steps * clips / (time.perf_counter() - t0)

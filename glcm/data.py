@@ -332,7 +332,8 @@ class BatchStage:
 
     In a DataLoader worker, a NoBatchError becomes a last item {"no_batch": message} (and a
     pass that made no batch ends with {"pass_end": ..., "skipped": counts}), so the main
-    process can raise it as one line (`batches`); in the main process it is raised as is."""
+    process can raise it as one line (`batches`); in the main process it is raised as is.
+    A subclass may batch differently by setting `collate_fn` (glcm.sentence pads)."""
 
     def __init__(self, batch_size: int, counter: SkipCounter):
         self.batch_size, self.counter = batch_size, counter
@@ -345,7 +346,7 @@ class BatchStage:
             for clip in src:
                 buf.append(clip)
                 if len(buf) == self.batch_size:
-                    yield collate(buf, worker, dict(self.counter.counts))
+                    yield self.collate_fn(buf, worker, dict(self.counter.counts))
                     buf, made = [], made + 1
         except NoBatchError as exc:
             if not in_worker:
@@ -364,6 +365,9 @@ def collate(clips: list[dict], worker: int, skipped: dict[str, int]) -> dict:
         out["label"] = torch.tensor([c["label"] for c in clips])
     return {**out, "start": torch.tensor([c["start"] for c in clips]),
             "key": [c["key"] for c in clips], "worker": worker, "skipped": skipped}
+
+
+BatchStage.collate_fn = staticmethod(collate)
 
 
 def make_dataset(urls: str | list[str], cfg: DataConfig, batch_size: int, spec: ClipSpec,

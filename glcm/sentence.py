@@ -163,23 +163,7 @@ def pad_collate(clips: list[dict], worker: int, skipped: dict[str, int]) -> dict
 class PadBatchStage(BatchStage):
     """BatchStage with `pad_collate` (the same worker reports: no_batch, pass_end)."""
 
-    def __call__(self, src):
-        _, _, worker, _ = wds.utils.pytorch_worker_info()
-        in_worker = torch.utils.data.get_worker_info() is not None
-        buf, made = [], 0
-        try:
-            for clip in src:
-                buf.append(clip)
-                if len(buf) == self.batch_size:
-                    yield pad_collate(buf, worker, dict(self.counter.counts))
-                    buf, made = [], made + 1
-        except NoBatchError as exc:
-            if not in_worker:
-                raise
-            yield {"no_batch": str(exc), "worker": worker}
-            return
-        if in_worker and not made:
-            yield {"pass_end": True, "worker": worker, "skipped": dict(self.counter.counts)}
+    collate_fn = staticmethod(pad_collate)
 
 
 def sentence_loader(urls: list[str], cfg: FinetuneConfig, seed_offset: int, pin_memory: bool) -> DataLoader:
@@ -453,7 +437,7 @@ def sentence_rate(cfg, device: torch.device, steps: int = 10, warmup: int = 3) -
     padded batches of `data.frames`-frame utterances with targets of half as many
     characters; returns (utterances/s, frames per utterance)."""
     import copy
-    import time
+    from glcm.bench import steps_rate
     from glcm.config import TASK_DEFAULTS, apply_overrides, load_finetune_config
     ft = load_finetune_config(overrides=["task.name=lrs2"])
     ft.model, ft.data, ft.train = copy.deepcopy(cfg.model), copy.deepcopy(cfg.data), copy.deepcopy(cfg.train)
@@ -464,12 +448,4 @@ def sentence_rate(cfg, device: torch.device, steps: int = 10, warmup: int = 3) -
     batch = {"frames": torch.randint(0, 256, (b, t, c, c, 3), dtype=torch.uint8, device=device),
              "lengths": torch.full((b,), t), "targets": torch.randint(3, len(ctc.VOCAB), (b * n,)),
              "target_lengths": torch.full((b,), n)}
-    for _ in range(warmup):
-        trainer.batch_step(batch)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        trainer.batch_step(batch)
-    sync()
-    return steps * b / (time.perf_counter() - t0), t
+    return steps_rate(trainer, batch, b, device, steps, warmup), t
