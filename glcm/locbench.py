@@ -126,12 +126,13 @@ def ciou(mask: np.ndarray, gt: np.ndarray) -> float:
 def summarise(cious: list[float]) -> dict:
     """AP50 (reported as "cIoU"), AUC of the success-rate curve (trapezoids over the 21
     thresholds: what `sklearn.metrics.auc` computes in the references), mean cIoU."""
+    from sklearn.metrics import auc          # the references' own; np.trapezoid needs numpy >= 2
     c = np.asarray(cious, dtype=np.float64)
     if c.size == 0:
         return {"samples": 0, "ciou": None, "auc": None, "ciou_mean": None}
     success = [(c >= t).mean() for t in AUC_THRESHOLDS]
     return {"samples": int(c.size), "ciou": float((c >= 0.5).mean()),
-            "auc": float(np.trapezoid(success, AUC_THRESHOLDS)), "ciou_mean": float(c.mean())}
+            "auc": float(auc(AUC_THRESHOLDS, success)), "ciou_mean": float(c.mean())}
 
 
 # ------------------------------------------------------------------ readers
