@@ -85,12 +85,18 @@ class FinetuneTrainer(LoopTrainer):
 
     def build_model(self) -> Classifier:
         t = self.cfg.task
-        model = build_classifier(self.cfg)
+        model = self.new_model()
         if t.init != "scratch" and self.load_weights:
-            load_pretrained(model, t.init)
+            self.load_encoders(model, t.init)
         if t.mode == "linear":
             freeze_backbones(model)
         return model
+
+    def new_model(self) -> Classifier:
+        return build_classifier(self.cfg)
+
+    def load_encoders(self, model: Classifier, path: str) -> None:
+        load_pretrained(model, path)
 
     def video_modules(self) -> list:
         return [b for name, b in self.model.backbones.items() if name != "audio"]

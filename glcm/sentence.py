@@ -43,7 +43,7 @@ from glcm.config import ConfigError, FinetuneConfig, ModelConfig, validate_finet
 from glcm.data import (BatchStage, ClipSpec, DecodeStage, NoBatchError, ReadStage, SelectStage, ShuffleStage,
                        SkipCounter, SkipSample, colour_augment, decode_frames, init_worker, is_member)
 from glcm.finetune import FinetuneTrainer, rank_world
-from glcm.heads import Classifier, TemporalBlock, encoder_names, freeze_backbones, load_init
+from glcm.heads import Classifier, TemporalBlock, encoder_names, load_init
 from glcm.labelled import Scan, scan
 from glcm.model import prepare_frames
 from glcm.train import Job, LoopTrainer, resolve_shards, run_job
@@ -226,14 +226,11 @@ class SentenceTrainer(FinetuneTrainer):
 
     curves = (("loss",), "CTC loss", "LRS2 finetuning")
 
-    def build_model(self) -> SentenceModel:
-        t = self.cfg.task
-        model = build_sentence_model(self.cfg)
-        if t.init != "scratch" and self.load_weights:
-            load_init(model, t.init)
-        if t.mode == "linear":
-            freeze_backbones(model)
-        return model
+    def new_model(self) -> SentenceModel:
+        return build_sentence_model(self.cfg)
+
+    def load_encoders(self, model: SentenceModel, path: str) -> None:
+        load_init(model, path)
 
     def batch_step(self, batch: dict) -> dict[str, torch.Tensor]:
         self.start_step()
