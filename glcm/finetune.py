@@ -212,14 +212,20 @@ def check_part(cfg: FinetuneConfig, metas: list, option: str, role: str) -> None
         raise ConfigError(f"{option}: {protocol} {number} holds no {role} sample")
 
 
+def task_shards(cfg: FinetuneConfig) -> dict[str, list[str]]:
+    """The shard files by option: --shards, and --test-shards / --val-shards when given."""
+    urls = {"--shards": resolve_shards(cfg.data.shards)}
+    for option, spec in (("--test-shards", cfg.task.test_shards), ("--val-shards", cfg.task.val_shards)):
+        if spec:
+            urls[option] = resolve_shards(spec)
+    return urls
+
+
 def check_finetune(cfg: FinetuneConfig) -> dict[str, list[str]]:
     """Everything checkable before a lock or a model exists; the shard lists by option."""
     validate_finetune(cfg)
     t = cfg.task
-    urls = {"--shards": resolve_shards(cfg.data.shards)}
-    for option, spec in (("--test-shards", t.test_shards), ("--val-shards", t.val_shards)):
-        if spec:
-            urls[option] = resolve_shards(spec)
+    urls = task_shards(cfg)
     train = scan(urls["--shards"])
     check_samples(cfg, train, "--shards", "train")
     if not t.test_shards:

@@ -42,11 +42,11 @@ from glcm import ctc
 from glcm.config import ConfigError, FinetuneConfig, ModelConfig, validate_finetune
 from glcm.data import (BatchStage, ClipSpec, DecodeStage, NoBatchError, ReadStage, SelectStage, ShuffleStage,
                        SkipCounter, SkipSample, colour_augment, decode_frames, init_worker, is_member)
-from glcm.finetune import FinetuneTrainer, rank_world
+from glcm.finetune import FinetuneTrainer, rank_world, task_shards
 from glcm.heads import Classifier, TemporalBlock, encoder_names, load_init
 from glcm.labelled import Scan, scan
 from glcm.model import prepare_frames
-from glcm.train import Job, LoopTrainer, resolve_shards, run_job
+from glcm.train import Job, LoopTrainer, run_job
 
 # ---- samples ----------------------------------------------------------------------------
 
@@ -277,10 +277,7 @@ def check_sentence(cfg: FinetuneConfig) -> dict[str, list[str]]:
         raise ConfigError("task.train_splits names no split (e.g. train, or pretrain,train)")
     if getattr(t, "pool", "mean") != "mean":
         raise ConfigError(f"--pool {t.pool}: task {t.name} pools its lip crops by the mean only")
-    urls = {"--shards": resolve_shards(cfg.data.shards)}
-    for option, spec in (("--test-shards", t.test_shards), ("--val-shards", t.val_shards)):
-        if spec:
-            urls[option] = resolve_shards(spec)
+    urls = task_shards(cfg)
     train = scan(urls["--shards"])
     check_transcripts(cfg, train, "--shards", "train")
     if "--test-shards" not in urls:
