@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +47,24 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
         raise CheckpointError(f"checkpoint {path} {what}; give the checkpoint.pt of a glcm run")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable GLCM checkpoint ({first})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, LookupError, pickle.UnpicklingError) as exc:
+        # LookupError: the weights-only unpickler meets a text or garbled file as KeyError / IndexError
+        raise CheckpointError(f"{path} is not a readable GLCM checkpoint ({_load_problem(exc)}); give the "
+                              "checkpoint.pt of a glcm run") from None
     if not isinstance(data, dict) or data.get("format") not in (CHECKPOINT_FORMAT, ENCODER_FORMAT):
         raise CheckpointError(f"{path} is not a GLCM checkpoint (no {CHECKPOINT_FORMAT!r} format tag)")
     return data
+
+
+def _load_problem(exc: BaseException) -> str:
+    """A short cause for torch.load's error: its first sentence (torch's own text goes on to
+    advise weights_only=False, which a checkpoint of ours never needs)."""
+    text = re.sub(r"^\[enforce fail at [^]]*\][ .]*", "", " ".join(str(exc).split()))
+    if text.startswith("Weights only load failed"):
+        return "not a file of tensors and plain data"
+    if isinstance(exc, LookupError) or not text:
+        return "not a PyTorch file"
+    return text.split(". ")[0][:160]
 
 
 def load_training(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict, GLCMConfig]:

@@ -210,6 +210,11 @@ def audio_encoder_file(t: Path, pre: Path) -> list:
     return ["--task", "ucf101", "--shards", visual_shards(t / "v"), "--init", t / "audio.pt"]
 
 
+def text_file(t: Path) -> Path:
+    (t / "notes.txt").write_text("hello\n")
+    return t / "notes.txt"
+
+
 # (case, arguments, what the one line says); each exits 2 before any training
 BAD = [
     ("no labels", unlabelled, "carry no labels (labels.label_index); task ucf101 needs shards built by"),
@@ -237,6 +242,8 @@ BAD = [
     ("one encoder for two", audio_encoder_file, "holds only the audio encoder; this task needs global and local"),
     ("init missing", lambda t, p: ["--task", "esc50", "--shards", esc_like(t / "e"), "--init", t / "no.pt"],
      "does not exist"),
+    ("init a text file", lambda t, p: ["--task", "esc50", "--shards", esc_like(t / "e"), "--init", text_file(t)],
+     "notes.txt is not a readable GLCM checkpoint (not a PyTorch file)"),      # was a KeyError traceback
     ("split 4", lambda t, p: ["--task", "ucf101", "--shards", "x", "--init", "scratch", "--split", 4],
      "--split '4': must be 1, 2, 3 or all"),
     ("folds 3", lambda t, p: ["--task", "esc50", "--shards", "x", "--init", "scratch", "--folds", 3], "only 'all'"),
