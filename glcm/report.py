@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from avprep.fsio import atomic_write
+from avprep.fsio import OutputError, atomic_write, make_output_dir
 from glcm import metrics
 from glcm.config import PAPER_NUMBERS, TASKS, ConfigError
 
@@ -22,11 +22,31 @@ HEADER = ("run", "task", "init", "mode", "features", "split/fold", "metric", "ou
 
 
 def read_metrics(folder: Path) -> dict | None:
+    m = metrics_file(folder)
+    return m if isinstance(m, dict) else None
+
+
+def metrics_file(folder: Path) -> dict | str:
+    """A run's metrics.json, or why it gives no row: none there, or one that is not JSON or
+    whose fields are not the types the table reads (hand-edited, another tool's)."""
+    if not folder.is_dir():
+        return "not a folder"
     try:
-        data = json.loads((folder / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and "task" in data and "value" in data else None
+        data = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "no metrics.json"
+    except (OSError, ValueError):          # a folder named metrics.json, not UTF-8, not JSON
+        return "unreadable metrics.json"
+    return data if well_formed(data) else "unreadable metrics.json"
+
+
+def well_formed(m) -> bool:
+    number = (int, float)
+    return (isinstance(m, dict) and isinstance(m.get("task"), str) and isinstance(m.get("value"), number)
+            and not isinstance(m["value"], bool)
+            and all(isinstance(m.get(k, ""), (int, str)) for k in PARTS)
+            and all(isinstance(m.get(k, {}), dict) and all(isinstance(v, str) for v in m.get(k, {}).values())
+                    for k in ("runs", "pictures")))
 
 
 def part_of(m: dict) -> tuple[str, object]:
@@ -36,13 +56,14 @@ def part_of(m: dict) -> tuple[str, object]:
     return "", ""
 
 
-def collect(folders: list[Path]) -> tuple[list[tuple[Path, dict]], list[Path]]:
-    """(run folder, metrics) for each scored run, parts of an `all` run after it; unscored folders."""
-    runs, unscored = [], []
+def collect(folders: list[Path]) -> tuple[list[tuple[Path, dict]], dict[str, list[Path]]]:
+    """(run folder, metrics) for each scored run, parts of an `all` run after it; the
+    unscored folders by reason."""
+    runs, unscored = [], {}
     for folder in folders:
-        m = read_metrics(folder)
-        if m is None:
-            unscored.append(folder)
+        m = metrics_file(folder)
+        if not isinstance(m, dict):
+            unscored.setdefault(m, []).append(folder)
             continue
         runs.append((folder, m))
         for sub in (m.get("runs") or {}).values():
@@ -57,8 +78,9 @@ def mean_rows(runs: list[tuple[Path, dict]]) -> list[tuple[Path | None, dict]]:
     groups: dict[tuple, dict] = {}
     for folder, m in runs:
         protocol, number = part_of(m)
-        if protocol and number != "all" and "runs" not in m:
-            key = (m["task"], m.get("init_path"), m["mode"], m.get("features"), protocol, folder.parent)
+        if protocol and isinstance(number, int) and "runs" not in m:
+            key = (m["task"], str(m.get("init_path")), str(m.get("mode")), str(m.get("features")), protocol,
+                   folder.parent)
             groups.setdefault(key, {})[number] = m
     out = []
     for (task, _, mode, features, protocol, _), parts in groups.items():
@@ -105,14 +127,14 @@ def row(folder: Path | None, m: dict, base: Path) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-def render(runs: list[tuple[Path | None, dict]], unscored: list[Path], base: Path) -> str:
+def render(runs: list[tuple[Path | None, dict]], unscored: dict[str, list[Path]], base: Path) -> str:
     lines = ["# glcm finetuning report", "",
              "ours and paper in percent (top-1 video accuracy; DFDC: video ROC AUC; LRS2: WER); val: top-1 "
              "on --val-shards (LRS2: WER; empty: the run had none).", "",
              "| " + " | ".join(HEADER) + " |", "|" + " --- |" * len(HEADER)]
     lines += [row(folder, m, base) for folder, m in runs]
-    if unscored:
-        lines += ["", "Not scored (no metrics.json): " + ", ".join(str(f) for f in unscored)]
+    for reason, folders in unscored.items():
+        lines += ["", f"Not scored ({reason}): " + ", ".join(str(f) for f in folders)]
     return "\n".join(lines) + "\n"
 
 
@@ -120,9 +142,16 @@ def write_report(folders: list[Path], out: Path) -> int:
     """Write the report; return the number of table rows."""
     runs, unscored = collect([Path(f) for f in folders])
     if not runs:
-        raise ConfigError(f"none of the {len(folders)} folders holds a metrics.json of glcm finetune; "
+        why = ", ".join(f"{reason}: {len(found)}" for reason, found in unscored.items())
+        raise ConfigError(f"none of the {len(folders)} folders holds a metrics.json of glcm finetune ({why}); "
                           "give run folders (glcm finetune --out)")
+    if out.is_dir():
+        raise OutputError(f"--out {out} is a folder; give the report's file name, e.g. {out / 'report.md'}")
+    make_output_dir(out.parent)
     table = runs + mean_rows(runs)
     base = out.resolve().parent
-    atomic_write(out, render([(f.resolve() if f else None, m) for f, m in table], unscored, base))
+    try:
+        atomic_write(out, render([(f.resolve() if f else None, m) for f, m in table], unscored, base))
+    except FileNotFoundError as exc:          # atomic_writer passes this one on (e.g. under /proc)
+        raise OutputError(f"cannot write {out}: {exc.strerror}; choose another --out") from None
     return len(table)

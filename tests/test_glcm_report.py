@@ -55,6 +55,27 @@ def test_mean_row_leaves_val_empty_unless_every_part_has_one(tmp_path):
     assert rows["(mean)"][val] == "" and rows["(mean)"][rows["run"].index("ours")] == "60.0"
 
 
+def test_bad_metrics_files_are_listed_and_bad_out_paths_are_one_line(tmp_path):
+    """A hand-edited metrics.json (a string value, runs as a list, not JSON) used to end the
+    report in a traceback; a missing --out folder too."""
+    runs = tmp_path / "runs"
+    scored(runs / "good", split=1, value=0.5, top1=0.5)
+    scored(runs / "text-value", split=2, value="0.5")
+    scored(runs / "runs-list", split="all", value=0.5, runs=["split-1"])
+    (runs / "not-json").mkdir()
+    (runs / "not-json" / "metrics.json").write_text("{")
+    code, out = cli("report", *sorted(runs.iterdir()), "--out", tmp_path / "new" / "r.md")
+    assert code == 0, out
+    text = (tmp_path / "new" / "r.md").read_text()
+    assert [r for r in table(text) if r.startswith("[")] == ["[good](../runs/good)"]
+    assert f"Not scored (unreadable metrics.json): {runs / 'not-json'}, {runs / 'runs-list'}, " \
+           f"{runs / 'text-value'}" in text
+    code, out = cli("report", runs / "good", "--out", runs)
+    assert code == 2 and "is a folder; give the report's file name" in one_line_error(out)
+    code, out = cli("report", tmp_path / "none", runs / "not-json", "--out", tmp_path / "r.md")
+    assert code == 2 and "(not a folder: 1, unreadable metrics.json: 1)" in one_line_error(out)
+
+
 def read(run: Path, part: str = "") -> dict:
     return json.loads((run / part / "metrics.json").read_text())
 
