@@ -241,6 +241,25 @@ def check_finetune(cfg: FinetuneConfig) -> dict[str, list[str]]:
     return urls
 
 
+# what a run is: --resume may lengthen it (train.steps) but not make it another task or part
+RUN_IDENTITY = ("name", "split", "fold", "classes", "mode", "features", "input", "pool")
+
+
+def check_resumed_task(cfg: FinetuneConfig) -> None:
+    """On --resume, OUT/config.json's task must be this one: resuming a fold-1 run with
+    --fold 3 would score fold 3 with a model trained on it and overwrite fold 1's metrics."""
+    try:
+        saved = json.loads((Path(cfg.train.out) / "config.json").read_text(encoding="utf-8"))["task"]
+        before = {k: saved[k] for k in RUN_IDENTITY}
+    except (OSError, ValueError, KeyError, TypeError):
+        return                                     # no readable record: nothing to compare with
+    changed = [f"task.{k} {before[k]!r} there, {getattr(cfg.task, k)!r} here" for k in RUN_IDENTITY
+               if before[k] != getattr(cfg.task, k)]
+    if changed:
+        raise ConfigError(f"--resume: {cfg.train.out} is another run ({'; '.join(changed)}); resume it as it was "
+                          "(drop --task/--split/--fold/--mode/...) or start a new --out")
+
+
 # ---- evaluation ---------------------------------------------------------------------------
 
 def clip_spec(cfg: FinetuneConfig) -> ClipSpec:
@@ -417,6 +436,8 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
     reader = reader_of(cfg)
 
     def prepare() -> None:
+        if resume:
+            check_resumed_task(cfg)
         urls.update(check_finetune(cfg))
 
     def loader(trainer: LoopTrainer):

@@ -269,6 +269,24 @@ def test_bad_input_is_one_line_before_training(case, args, says, pretrained, tmp
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
+def test_resume_refuses_another_fold_or_task(tmp_path, monkeypatch):
+    """--resume with --fold 3 of a fold-1 run used to score fold 3 with a model trained on
+    it and overwrite fold 1's metrics.json; now one line, before training, nothing written."""
+    import glcm.finetune as gf
+    from glcm.config import load_finetune_config
+    monkeypatch.setattr(gf, "FinetuneTrainer", lambda *a, **k: pytest.fail("training started"))
+    run = tmp_path / "run"
+    run.mkdir()
+    load_finetune_config(None, ["task.name=esc50", "task.init=scratch", f"data.shards={esc_like(tmp_path / 'e')}",
+                                f"train.out={run}"], "smoke").save(run / "config.json")
+    before = (run / "config.json").read_text()
+    for args, says in ((["--fold", 3], "task.fold 1 there, 3 here"), (["--task", "ucf101"], "task.name 'esc50' there"),
+                       (["--mode", "linear"], "task.mode 'full' there, 'linear' here")):
+        code, out = cli("finetune", "--resume", "--out", run, *args)
+        assert code == 2 and says in one_line_error(out), out
+    assert (run / "config.json").read_text() == before
+
+
 def test_torchrun_two_processes_score_the_test_set_together(tmp_path):
     """DDP on gloo: each rank scores half of the test samples; rank 0 merges them and every
     rank ends together (a rank leaving early used to abort the run)."""
