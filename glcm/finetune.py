@@ -237,6 +237,7 @@ def check_finetune(cfg: FinetuneConfig) -> dict[str, list[str]]:
         if option in urls:
             check_samples(cfg, scan(urls[option]), option, "all")
     if t.init != "scratch":
+        init_model(t.init)                         # a finetuned model is refused by name
         load_pretrained(build_classifier(cfg), t.init)
     return urls
 
@@ -543,4 +544,7 @@ def init_model(path: str) -> dict:
     config = data.get("config")
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
         raise ckpt.CheckpointError(f"{path}: its config cannot be read (no model section)")
+    if isinstance(config.get("task"), dict):
+        raise ckpt.CheckpointError(f"--init {path} is a finetuned {config['task'].get('name', '')} model (glcm "
+                                   "finetune); give a pretraining checkpoint.pt (glcm train) or an export-encoder file")
     return dict(config["model"])

@@ -42,7 +42,7 @@ from glcm import ctc
 from glcm.config import ConfigError, FinetuneConfig, ModelConfig, validate_finetune
 from glcm.data import (BatchStage, ClipSpec, DecodeStage, NoBatchError, ReadStage, SelectStage, ShuffleStage,
                        SkipCounter, SkipSample, colour_augment, decode_frames, init_worker, is_member)
-from glcm.finetune import FinetuneTrainer, check_resumed_task, rank_world, task_shards
+from glcm.finetune import FinetuneTrainer, check_resumed_task, init_model, rank_world, task_shards
 from glcm.heads import Classifier, TemporalBlock, encoder_names, load_init
 from glcm.labelled import Scan, scan
 from glcm.model import prepare_frames
@@ -286,6 +286,7 @@ def check_sentence(cfg: FinetuneConfig) -> dict[str, list[str]]:
         if option in urls:
             check_transcripts(cfg, scan(urls[option]), option, "all")
     if t.init != "scratch":
+        init_model(t.init)                         # a finetuned model is refused by name
         load_init(build_sentence_model(cfg), t.init)
     return urls
 

@@ -210,6 +210,13 @@ def audio_encoder_file(t: Path, pre: Path) -> list:
     return ["--task", "ucf101", "--shards", visual_shards(t / "v"), "--init", t / "audio.pt"]
 
 
+def finetuned_file(t: Path, pre: Path) -> list:
+    data = torch.load(pre, weights_only=True)
+    data["config"]["task"] = {"name": "esc50"}            # what a glcm finetune checkpoint records
+    torch.save(data, t / "esc.pt")
+    return ["--task", "esc50", "--shards", esc_like(t / "e"), "--init", t / "esc.pt"]
+
+
 def text_file(t: Path) -> Path:
     (t / "notes.txt").write_text("hello\n")
     return t / "notes.txt"
@@ -242,6 +249,8 @@ BAD = [
     ("one encoder for two", audio_encoder_file, "holds only the audio encoder; this task needs global and local"),
     ("init missing", lambda t, p: ["--task", "esc50", "--shards", esc_like(t / "e"), "--init", t / "no.pt"],
      "does not exist"),
+    ("init a finetuned model", finetuned_file, "esc.pt is a finetuned esc50 model (glcm finetune); give a "
+                                               "pretraining checkpoint.pt"),
     ("init a text file", lambda t, p: ["--task", "esc50", "--shards", esc_like(t / "e"), "--init", text_file(t)],
      "notes.txt is not a readable GLCM checkpoint (not a PyTorch file)"),      # was a KeyError traceback
     ("split 4", lambda t, p: ["--task", "ucf101", "--shards", "x", "--init", "scratch", "--split", 4],
