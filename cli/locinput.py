@@ -164,14 +164,23 @@ def write_overlay_video(frames: np.ndarray, fps: float, source: str, start_s: fl
             raise MediaError("encode_error", lines[-1] if lines else f"ffmpeg exited with {proc.returncode}")
 
 
-def output_names(videos: list[Path]) -> list[str]:
-    """A distinct output stem per input (the file stem, then _2, _3 for repeats)."""
-    seen: dict[str, int] = {}
+OUTPUTS = (".mp4", ".png", ".maps.npz")     # written per video as <name><ext>
+
+
+def output_names(videos: list[Path], out: Path) -> list[str]:
+    """A distinct output stem per input (the file stem, then _2, _3 for repeats), never one
+    whose outputs in `out` would overwrite an input (talk.mp4 localised into its own folder)."""
+    inputs = {os.path.realpath(v) for v in videos}
+    taken: set[str] = set()
     names = []
     for v in videos:
         stem = v.stem or "video"
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+        name, n = stem, 1
+        while name in taken or any(os.path.realpath(out / f"{name}{ext}") in inputs for ext in OUTPUTS):
+            n += 1
+            name = f"{stem}_{n}"
+        taken.add(name)
+        names.append(name)
     return names
 
 
@@ -216,7 +225,7 @@ def save_maps(path: Path, maps: dict[str, np.ndarray], rule: str = "ezvsl") -> N
 def run_localize(model, cfg, videos: list[Path], out: Path, opts: dict) -> list[dict]:
     from avprep.fsio import atomic_write_json
     records = []
-    for video, name in zip(videos, output_names(videos)):
+    for video, name in zip(videos, output_names(videos, out)):
         try:       # an absolute path: a file named `pipe:x` stays a file for ffmpeg
             records.append({**localize_one(model, cfg, Path(os.path.abspath(video)), name, out, opts),
                             "video": str(video)})

@@ -28,6 +28,15 @@ def test_map_upsampling_keeps_the_peak_on_its_cell():
     assert not upsample_to(np.ones((4, 4)), 8, 8).any()                # flat map: no heat
 
 
+def test_outputs_never_overwrite_an_input(tmp_path):
+    """`glcm localize talk.mp4 --out .` used to replace talk.mp4 by its overlay."""
+    from cli.locinput import output_names
+    here, there = tmp_path / "talk.mp4", tmp_path / "in" / "talk.mp4"
+    assert output_names([here, there, tmp_path / "in" / "talk_2.mp4"], tmp_path) == ["talk_2", "talk_3", "talk_2_2"]
+    assert output_names([there, there], tmp_path) == ["talk", "talk_2"]
+    assert output_names([tmp_path / "a.png"], tmp_path) == ["a_2"]          # a.png is an output name too
+
+
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     from avprep.testing import avcorr
