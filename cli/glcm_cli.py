@@ -236,6 +236,8 @@ def eval_localization(
         if (benchmark is None) == (shards is None):
             raise ConfigError("give either --benchmark flickr|vggss with --root, or --shards with --annotations")
         _device_name(device)
+        for option, path, example in (("--save-maps", save_maps, "maps.npz"), ("--out", out, "results.json")):
+            _output_file(option, path, example)      # before the evaluation, not after it
         if benchmark is not None:
             result = _eval_benchmark(checkpoint, benchmark, root, annotations, ids, size, map_, rule, save_maps, device)
         else:
@@ -246,6 +248,16 @@ def eval_localization(
     result.pop("per_sample", None)
     result.pop("problem_ids", None)
     typer.echo(json.dumps(result))
+
+
+def _output_file(option: str, path: Optional[Path], example: str) -> None:
+    """A file to write later: not a folder; its folder is made now (a mistake shows at once)."""
+    from avprep.fsio import OutputError, make_output_dir
+    if path is None:
+        return
+    if path.is_dir():
+        raise OutputError(f"{option} {path} is a folder; give a file name in it, e.g. {path / example}")
+    make_output_dir(path.parent)
 
 
 def _device_name(device: str) -> None:
@@ -276,9 +288,11 @@ def _eval_benchmark(checkpoint, name, root, annotations, ids, size, kind, rule, 
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--ids {ids}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
     bench = read_benchmark(name, str(root), str(annotations) if annotations else None, listed)
-    model, cfg = _load_on(checkpoint, device)
     if not bench.samples:
-        raise ConfigError(f"--root {root}: no scorable {name} sample ({bench.problem_counts() or 'no ids'})")
+        where = f"--ids {ids}: none of its {len(listed)} ids is a scorable sample under --root {root}" if listed \
+            else f"--root {root}: no scorable {name} sample"
+        raise ConfigError(f"{where} ({bench.problem_counts() or 'no ids'}); check --root, --ids and --annotations")
+    model, cfg = _load_on(checkpoint, device)
     result = evaluate_benchmark([model], cfg, bench, size, kind, rule)[0]
     if not result.maps:
         counts = {r: len(v) for r, v in result.failed.items()}

@@ -8,6 +8,7 @@ is a `CheckpointError` whose message is one line saying what to do.
 """
 from __future__ import annotations
 
+import errno
 import pickle
 import random
 import re
@@ -64,6 +65,8 @@ def _load_problem(exc: BaseException) -> str:
         return "not a file of tensors and plain data"
     if isinstance(exc, LookupError) or not text:
         return "not a PyTorch file"
+    if text.startswith("PytorchStreamReader failed") or getattr(exc, "errno", None) == errno.EINVAL:
+        return "truncated or damaged"
     return text.split(". ")[0][:160]
 
 
@@ -72,6 +75,10 @@ def load_training(path: str | Path, map_location: str | torch.device = "cpu") ->
     data = load(path, map_location)
     if data["format"] != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} holds one encoder, not a training checkpoint; give a run's checkpoint.pt")
+    task = data["config"].get("task") if isinstance(data.get("config"), dict) else None
+    if isinstance(task, dict):
+        raise CheckpointError(f"{path} is a finetuned {task.get('name', '')} model (glcm finetune); give a "
+                              "pretraining run's checkpoint.pt (glcm train)")
     try:
         return data, from_dict(data["config"])
     except (KeyError, ConfigError) as exc:

@@ -127,6 +127,32 @@ def test_benchmark_bad_roots(tmp_path):
         L.read_vggss(str(tmp_path / "empty"))
 
 
+def test_eval_localization_user_mistakes_are_one_line(tmp_path):
+    """Output paths are checked before any evaluation (a missing folder used to be a
+    traceback after it); unknown --ids and a finetuned checkpoint are named."""
+    from avprep.testing.locbench import write_flickr
+    from conftest import cli, one_line_error
+    from glcm.config import load_config
+    from glcm.train import Trainer
+    root, ckpt = tmp_path / "flickr", tmp_path / "checkpoint.pt"
+    write_flickr(str(root), 2)
+    base = ["eval-localization", "--benchmark", "flickr", "--root", root, "--device", "cpu", "--checkpoint"]
+    code, out = cli(*base, tmp_path / "none.pt", "--save-maps", tmp_path)       # checked before the checkpoint
+    assert code == 2 and f"--save-maps {tmp_path} is a folder" in one_line_error(out)
+    (tmp_path / "ids.csv").write_text("nope1\nnope2\n")
+    code, out = cli(*base, tmp_path / "none.pt", "--ids", tmp_path / "ids.csv")
+    assert code == 2 and "none of its 2 ids is a scorable sample" in one_line_error(out)
+    Trainer(load_config(preset="smoke"), torch.device("cpu")).save(ckpt)
+    code, out = cli(*base, ckpt, "--size", 32, "--out", tmp_path / "new" / "r.json", "--save-maps", tmp_path / "new" / "m.npz")
+    assert code == 0, out
+    assert json.loads((tmp_path / "new" / "r.json").read_text())["samples"] == 2
+    data = torch.load(ckpt, weights_only=True)
+    data["config"]["task"] = {"name": "esc50"}
+    torch.save(data, tmp_path / "esc.pt")
+    code, out = cli(*base, tmp_path / "esc.pt")
+    assert code == 2 and "is a finetuned esc50 model (glcm finetune)" in one_line_error(out)
+
+
 def test_trained_model_localises_on_a_flickr_layout_corpus(avcorr_run, tmp_path):
     from avprep.testing.locbench import write_flickr
     from cli.locinput import evaluate_benchmark
