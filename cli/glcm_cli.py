@@ -454,6 +454,8 @@ def finetune(
         from glcm.config import ConfigError, load_finetune_config
         from glcm.finetune import finetune as run_finetune, finetune_all, init_model
         parts, every = _part_options(task, split, fold, folds)
+        if clips is not None:
+            _positive(clips=clips)                 # task.clips 0 means the task's default; --clips 0 is a slip
         if resume:
             config = _resume_config(out, config)
         elif task is None or init is None:

@@ -255,6 +255,8 @@ BAD = [
      "notes.txt is not a readable GLCM checkpoint (not a PyTorch file)"),      # was a KeyError traceback
     ("split 4", lambda t, p: ["--task", "ucf101", "--shards", "x", "--init", "scratch", "--split", 4],
      "--split '4': must be 1, 2, 3 or all"),
+    ("clips 0", lambda t, p: ["--task", "esc50", "--shards", "x", "--init", "scratch", "--clips", 0],
+     "--clips 0: must be a positive number"),                                   # was silently the default 10
     ("folds 3", lambda t, p: ["--task", "esc50", "--shards", "x", "--init", "scratch", "--folds", 3], "only 'all'"),
     ("esc50 split", lambda t, p: ["--task", "esc50", "--shards", "x", "--init", "scratch", "--split", 1],
      "esc50 has folds, not splits"),
