@@ -66,8 +66,9 @@ def _config(config: Optional[Path], preset: Optional[str], sets: list[str], extr
     return load_config(config, overrides, preset)
 
 
-def _resume_config(out: Optional[Path], config: Optional[Path]) -> Path:
-    """The config a --resume starts from: --config, else OUT/config.json."""
+def _resume_config(out: Optional[Path], config: Optional[Path], command: str) -> Path:
+    """The config a --resume starts from: --config, else OUT/config.json (of a run of this
+    command: a finetune run's config has a task section, a train run's none)."""
     from glcm.config import ConfigError
     if config is not None:
         return config
@@ -75,6 +76,15 @@ def _resume_config(out: Optional[Path], config: Optional[Path]) -> Path:
         raise ConfigError("--resume needs --out (the run folder to continue)")
     if not (out / "config.json").is_file():
         raise ConfigError(f"--resume: no {out / 'config.json'}; is {out} a glcm run folder?")
+    try:
+        finetuned = "task" in json.loads((out / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return out / "config.json"                 # unreadable: load_config says why
+    if finetuned and command == "train":
+        raise ConfigError(f"--resume: {out} is a glcm finetune run; continue it with glcm finetune --resume --out {out}")
+    if not finetuned and command == "finetune":
+        raise ConfigError(f"--resume: {out} is a glcm train run, not a finetune run; finetune from it with "
+                          f"--init {out / 'checkpoint.pt'} and a new --out")
     return out / "config.json"
 
 
@@ -104,7 +114,7 @@ def train(
     with one_line_errors():
         from glcm.train import train as run_training
         if resume:
-            config = _resume_config(out, config)
+            config = _resume_config(out, config, "train")
         cfg = _config(config, preset, set_, {
             "data.shards": shards, "train.out": out, "train.steps": steps, "train.batch_size": batch_size,
             "train.device": device, "data.workers": workers, "train.epoch_batches": epoch_batches})
@@ -457,7 +467,7 @@ def finetune(
         if clips is not None:
             _positive(clips=clips)                 # task.clips 0 means the task's default; --clips 0 is a slip
         if resume:
-            config = _resume_config(out, config)
+            config = _resume_config(out, config, "finetune")
         elif task is None or init is None:
             raise ConfigError("give --task (ucf101, hmdb51, esc50, lrw, lrs2 or dfdc) and --init (a checkpoint.pt or "
                               "scratch)")

@@ -296,6 +296,12 @@ def test_resume_refuses_another_fold_or_task(tmp_path, monkeypatch):
         code, out = cli("finetune", "--resume", "--out", run, *args)
         assert code == 2 and says in one_line_error(out), out
     assert (run / "config.json").read_text() == before
+    code, out = cli("train", "--resume", "--out", run)                  # was "'task.name': unknown section"
+    assert code == 2 and "is a glcm finetune run; continue it with glcm finetune --resume" in one_line_error(out)
+    (tmp_path / "pre").mkdir()
+    load_config(preset="smoke").save(tmp_path / "pre" / "config.json")
+    code, out = cli("finetune", "--resume", "--out", tmp_path / "pre")  # was read as a ucf101 run
+    assert code == 2 and "is a glcm train run, not a finetune run" in one_line_error(out)
 
 
 def test_torchrun_two_processes_score_the_test_set_together(tmp_path):
