@@ -246,16 +246,29 @@ def check_finetune(cfg: FinetuneConfig) -> dict[str, list[str]]:
 RUN_IDENTITY = ("name", "split", "fold", "classes", "mode", "features", "input", "pool")
 
 
-def check_resumed_task(cfg: FinetuneConfig) -> None:
-    """On --resume, OUT/config.json's task must be this one: resuming a fold-1 run with
-    --fold 3 would score fold 3 with a model trained on it and overwrite fold 1's metrics."""
+def saved_task(out: str) -> dict | None:
+    """The task section of OUT/config.json; None when there is no readable one."""
     try:
-        saved = json.loads((Path(cfg.train.out) / "config.json").read_text(encoding="utf-8"))["task"]
-        before = {k: saved[k] for k in RUN_IDENTITY}
+        saved = json.loads((Path(out) / "config.json").read_text(encoding="utf-8"))["task"]
     except (OSError, ValueError, KeyError, TypeError):
-        return                                     # no readable record: nothing to compare with
-    changed = [f"task.{k} {before[k]!r} there, {getattr(cfg.task, k)!r} here" for k in RUN_IDENTITY
-               if before[k] != getattr(cfg.task, k)]
+        return None
+    return saved if isinstance(saved, dict) else None
+
+
+def check_run_folder(cfg: FinetuneConfig, resume: bool) -> None:
+    """OUT/config.json's task must be this one on --resume (resuming a fold-1 run with
+    --fold 3 would score fold 3 with a model trained on it and overwrite fold 1's metrics);
+    a new run must not go into the folder of a run of every split/fold (it would overwrite
+    that run's config.json and mean metrics.json)."""
+    saved = saved_task(cfg.train.out)
+    if saved is None:
+        return
+    if not resume:
+        if saved.get("all_parts") is True:
+            raise ConfigError(f"{cfg.train.out} holds a run of every split/fold; give this run another --out")
+        return
+    changed = [f"task.{k} {saved.get(k)!r} there, {getattr(cfg.task, k)!r} here" for k in RUN_IDENTITY
+               if k in saved and saved[k] != getattr(cfg.task, k)]
     if changed:
         raise ConfigError(f"--resume: {cfg.train.out} is another run ({'; '.join(changed)}); resume it as it was "
                           "(drop --task/--split/--fold/--mode/...) or start a new --out")
@@ -437,8 +450,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
     reader = reader_of(cfg)
 
     def prepare() -> None:
-        if resume:
-            check_resumed_task(cfg)
+        check_run_folder(cfg, resume)
         urls.update(check_finetune(cfg))
 
     def loader(trainer: LoopTrainer):
@@ -479,6 +491,9 @@ def finetune_all(cfg: FinetuneConfig, resume: bool = False) -> dict:
     out, parts = Path(cfg.train.out), {}
     if not cfg.train.out:
         raise ConfigError("no run folder: give --out (or train.out in the config)")
+    if not resume and (out / "checkpoint.pt").exists():     # its config.json and metrics.json would be replaced
+        every = "--split all" if protocol == "split" else "--folds all"
+        raise ConfigError(f"{out} holds a single run (checkpoint.pt); give {every} its own --out")
     runs = []
     for n in numbers:
         part = copy.deepcopy(cfg)

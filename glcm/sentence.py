@@ -42,7 +42,7 @@ from glcm import ctc
 from glcm.config import ConfigError, FinetuneConfig, ModelConfig, validate_finetune
 from glcm.data import (BatchStage, ClipSpec, DecodeStage, NoBatchError, ReadStage, SelectStage, ShuffleStage,
                        SkipCounter, SkipSample, colour_augment, decode_frames, init_worker, is_member)
-from glcm.finetune import FinetuneTrainer, check_resumed_task, init_model, rank_world, task_shards
+from glcm.finetune import FinetuneTrainer, check_run_folder, init_model, rank_world, task_shards
 from glcm.heads import Classifier, TemporalBlock, encoder_names, load_init
 from glcm.labelled import Scan, scan
 from glcm.model import prepare_frames
@@ -411,8 +411,7 @@ def finetune_sentence(cfg: FinetuneConfig, resume: bool = False) -> dict:
     urls: dict[str, list[str]] = {}
 
     def prepare() -> None:
-        if resume:
-            check_resumed_task(cfg)
+        check_run_folder(cfg, resume)
         urls.update(check_sentence(cfg))
 
     def loader(trainer: LoopTrainer):

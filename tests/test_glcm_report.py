@@ -132,3 +132,23 @@ def test_a_new_folds_all_run_into_a_used_folder_is_refused(tmp_path):
                     "--folds", "all", "--steps", 1, *FAST)
     assert code == 2 and "fold-1 already holds a checkpoint; add --resume" in one_line_error(out), out
     assert (run / "config.json").read_text() == "{}"                   # nothing overwritten
+
+
+def test_a_run_never_lands_in_the_folder_of_another_kind_of_run(tmp_path, monkeypatch):
+    """--folds all into a single run's folder used to replace its config.json and
+    metrics.json; a single run into a --folds all folder replaced the mean."""
+    import glcm.finetune as gf
+    monkeypatch.setattr(gf, "FinetuneTrainer", lambda *a, **k: pytest.fail("training started"))
+    shards, single, every = esc_like(tmp_path / "esc"), tmp_path / "single", tmp_path / "every"
+    single.mkdir()
+    (single / "checkpoint.pt").write_bytes(b"x")
+    (single / "config.json").write_text("{}")
+    code, out = cli("finetune", "--task", "esc50", "--shards", shards, "--init", "scratch", "--out", single,
+                    "--folds", "all", *FAST)
+    assert code == 2 and "holds a single run (checkpoint.pt); give --folds all its own --out" in one_line_error(out)
+    assert (single / "config.json").read_text() == "{}"
+    every.mkdir()
+    (every / "config.json").write_text(json.dumps({"task": {"name": "esc50", "all_parts": True}}))
+    code, out = cli("finetune", "--task", "esc50", "--shards", shards, "--init", "scratch", "--out", every,
+                    "--fold", 2, *FAST)
+    assert code == 2 and "holds a run of every split/fold; give this run another --out" in one_line_error(out)
