@@ -54,6 +54,17 @@ def clips(tmp_path_factory):
     return paths, clip
 
 
+def test_overlay_of_odd_sized_frames_is_written(clips, tmp_path):
+    """--short-side 129 gave 129-pixel frames, which H.264 4:2:0 refuses: every video failed
+    with 'encode_error'; the overlay is padded to even sides."""
+    from avprep.probe import probe
+    from cli.locinput import write_overlay_video
+    paths, clip = clips
+    write_overlay_video(np.zeros((5, 33, 45, 3), np.uint8), clip.fps, str(paths["good"]), 0.0, tmp_path / "o.mp4")
+    info = probe(str(tmp_path / "o.mp4"))
+    assert (info.video.width, info.video.height) == (46, 34) and info.audio is not None
+
+
 def test_localize_writes_overlay_with_audio_and_sheet(avcorr_run, clips, tmp_path, monkeypatch):
     import shutil
 
