@@ -283,11 +283,18 @@ def read_vggss(root: str, annotations: str | None = None, ids: list[str] | None 
     try:
         with open(path, encoding="utf-8") as f:
             entries = json.load(f)
-        table = {str(e["file"]): e.get("bbox") or [] for e in entries}
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"{path}: not a VGG-SS annotation list of {{file, bbox}} entries ({exc})") from None
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: not a VGG-SS annotation list of {{file, bbox}} entries (no JSON list)")
+    table, malformed = {}, []
+    for i, e in enumerate(entries):          # a malformed entry is recorded; the others are scored
+        if isinstance(e, dict) and isinstance(e.get("file"), (str, int)):
+            table[str(e["file"])] = e.get("bbox") or []
+        else:
+            malformed.append(f"entry {i}")
     frames, audio = _files(os.path.join(root, "frames"), FRAME_EXTS), _files(os.path.join(root, "audio"), AUDIO_EXTS)
-    bench = Benchmark("vggss", [], {})
+    bench = Benchmark("vggss", [], {"bad_entry": malformed} if malformed else {})
     if ids is None:
         ids = sorted(table)
         extra = sorted(set(frames) - set(table))

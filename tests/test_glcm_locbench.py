@@ -111,6 +111,10 @@ def test_readers_of_both_layouts(tmp_path):
     entry = json.loads((tmp_path / "vg" / "metadata" / "vggss.json").read_text())[-1]
     assert entry["bbox"][0][0] < 0 and bench.samples[-1].boxes[0][0] == 0
     assert L.read_vggss(str(tmp_path / "vg"), ids=[info["ids"][1]]).samples[0].id == info["ids"][1]
+    meta = tmp_path / "vg" / "metadata" / "vggss.json"                  # a malformed entry among good ones
+    meta.write_text(json.dumps([5, {"bbox": []}] + json.loads(meta.read_text())))  # was: the whole file refused
+    bench = L.read_vggss(str(tmp_path / "vg"))
+    assert [s.id for s in bench.samples] == info["ids"] and bench.problems["bad_entry"] == ["entry 0", "entry 1"]
 
 
 def test_benchmark_bad_roots(tmp_path):
