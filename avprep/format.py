@@ -379,19 +379,22 @@ def jpeg_size(jpg: bytes | memoryview) -> tuple[int, int] | None:
     return None
 
 
-def decode_jpeg(jpg: bytes | memoryview, height: int, width: int, bgr: bool = False, index: int = 0) -> np.ndarray:
+def decode_jpeg(jpg: bytes | memoryview, height: int, width: int, bgr: bool = False, index: int = 0,
+                grey: bool = False) -> np.ndarray:
     """JPEG frame `index` -> (H,W,3) uint8 RGB (BGR with `bgr`), after checking that its
-    header says height x width (so a lying header never allocates)."""
+    header says height x width (so a lying header never allocates). With `grey`, only the
+    JPEG's luma plane is decoded: (H,W) uint8, the codec's own Y = BT.601 luma of the frame
+    that was encoded (~25 % cheaper: no chroma IDCT, upsampling or colour conversion)."""
     size = jpeg_size(jpg)
     if size != (height, width):
         if size is None:
             raise FormatError("bad_jpeg", f"frame {index} is not a JPEG")
         raise FormatError("frame_size", f"frame {index} is {size[0]}x{size[1]} (HxW), "
                           f"metadata says {height}x{width}")
-    img = cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR)
+    img = cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
     if img is None or img.shape[0] != height or img.shape[1] != width:
         raise FormatError("bad_jpeg", f"frame {index} does not decode")
-    return img if bgr else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img if bgr or grey else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def decode_jpegs(data: bytes, offsets: list[int], indices=None) -> np.ndarray:
@@ -433,13 +436,14 @@ class Sample:
         the mel of silence (has_audio false with a mel member)."""
         return self.meta.has_audio
 
-    def frame(self, i: int, bgr: bool = False) -> np.ndarray:
-        """Frame i as (H,W,3) uint8 RGB (BGR with `bgr`); only its own JPEG is decoded."""
+    def frame(self, i: int, bgr: bool = False, grey: bool = False) -> np.ndarray:
+        """Frame i as (H,W,3) uint8 RGB (BGR with `bgr`; (H,W) luma with `grey`); only its
+        own JPEG is decoded."""
         meta = self.meta
         if not meta.has_video:
             raise FormatError("audio_only", f"sample {meta.key} has no frames (has_video false)")
         jpg = memoryview(self.members[FRAMES])[meta.frame_offsets[i]:meta.frame_offsets[i + 1]]
-        return decode_jpeg(jpg, meta.height, meta.width, bgr, i)
+        return decode_jpeg(jpg, meta.height, meta.width, bgr, i, grey)
 
     def frames(self, indices=None) -> np.ndarray:
         indices = range(self.meta.num_frames) if indices is None else indices

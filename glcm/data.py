@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 import torch
 import webdataset as wds
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 from avprep.format import FORMAT_VERSION, MEMBERS, FormatError, Sample, open_sample, parse_meta  # noqa: F401
 from glcm.config import DataConfig
@@ -116,14 +116,17 @@ def decode_window(sample: Sample, start: int, spec: ClipSpec,
     return decode_frames(sample, list(range(start, start + spec.frames)), spec, rng)
 
 
-def decode_frames(sample: Sample, indices: list[int], spec: ClipSpec,
-                  rng: np.random.Generator | None) -> tuple[np.ndarray, tuple[float, int, int]]:
+def decode_frames(sample: Sample, indices: list[int], spec: ClipSpec, rng: np.random.Generator | None,
+                  box: tuple[float, int, int] | None = None,
+                  grey: bool = False) -> tuple[np.ndarray, tuple[float, int, int]]:
     """Frames `indices` (repeats allowed: each distinct frame is decoded once), cropped as in
-    `decode_window`: uint8 (len(indices), crop, crop, 3) BGR and the crop box."""
+    `decode_window` (or at `box`, when given, without drawing one): uint8 (len(indices),
+    crop, crop, 3) BGR and the crop box. With `grey` only the JPEGs' luma is decoded:
+    (len(indices), crop, crop) uint8."""
     c = spec.crop
-    box = crop_box(sample.meta.height, sample.meta.width, spec, rng)
+    box = box or crop_box(sample.meta.height, sample.meta.width, spec, rng)
     scale, y, x = box
-    out = np.empty((len(indices), c, c, 3), dtype=np.uint8)
+    out = np.empty((len(indices), c, c) if grey else (len(indices), c, c, 3), dtype=np.uint8)
     first: dict[int, int] = {}          # frame -> its first row in `out` (a repeat is copied)
     for j, i in enumerate(indices):
         if i in first:
@@ -131,7 +134,7 @@ def decode_frames(sample: Sample, indices: list[int], spec: ClipSpec,
             continue
         first[i] = j
         try:
-            img = sample.frame(i, bgr=True)
+            img = sample.frame(i, bgr=True, grey=grey)
         except FormatError as exc:
             raise SkipSample(exc.reason, exc.detail) from None
         if scale != 1.0:
@@ -141,16 +144,31 @@ def decode_frames(sample: Sample, indices: list[int], spec: ClipSpec,
     return out, box
 
 
-def colour_augment(bgr: np.ndarray, spec: ClipSpec, rng: np.random.Generator) -> np.ndarray:
-    """BGR -> RGB, with a random horizontal flip and grey-scale for the whole clip."""
+def colour_draws(spec: ClipSpec, rng: np.random.Generator) -> tuple[bool, bool]:
+    """(flip, grey) for one clip; drawn in this order, after the crop box."""
     flip = rng.random() < spec.flip_prob
     grey = rng.random() < spec.grey_prob
-    rgb = _to_rgb(bgr, flip)
+    return flip, grey
+
+
+def colour_augment(bgr: np.ndarray, spec: ClipSpec, rng: np.random.Generator) -> np.ndarray:
+    """BGR -> RGB, with a random horizontal flip and grey-scale for the whole clip."""
+    flip, grey = colour_draws(spec, rng)
     if grey:
-        y = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        y = np.clip(y + 0.5, 0, 255).astype(np.uint8)
-        return cv2.cvtColor(y.reshape(-1, y.shape[-1]), cv2.COLOR_GRAY2RGB).reshape(rgb.shape)   # 3 equal channels
-    return rgb
+        shape = bgr.shape
+        bgr = cv2.cvtColor(np.ascontiguousarray(bgr).reshape(-1, shape[-2], 3), cv2.COLOR_BGR2GRAY).reshape(shape[:-1])
+    return finish_colour(bgr, flip, grey)
+
+
+def finish_colour(frames: np.ndarray, flip: bool, grey: bool) -> np.ndarray:
+    """(..., H, W, 3) BGR, or (..., H, W) luma with `grey` -> contiguous (..., H, W, 3) RGB,
+    mirrored left-right with `flip` (a grey clip gets 3 equal channels)."""
+    if not grey:
+        return _to_rgb(frames, flip)
+    shape = frames.shape
+    if flip:
+        frames = cv2.flip(np.ascontiguousarray(frames).reshape(-1, shape[-1]), 1).reshape(shape)
+    return cv2.cvtColor(np.ascontiguousarray(frames).reshape(-1, shape[-1]), cv2.COLOR_GRAY2RGB).reshape(*shape, 3)
 
 
 def _to_rgb(bgr: np.ndarray, flip: bool) -> np.ndarray:
@@ -169,17 +187,22 @@ def _to_rgb(bgr: np.ndarray, flip: bool) -> np.ndarray:
 
 def decode_sample(raw: dict, spec: ClipSpec, rng: np.random.Generator) -> dict:
     """One raw tar sample -> {"frames": uint8 (T,c,c,3) RGB, "mel": float32 (n_mels, T*k), ...}.
-    SkipSample (with the format's reason code) for a sample that breaks a rule."""
+    SkipSample (with the format's reason code) for a sample that breaks a rule. The random
+    draws come in a fixed order: window start, crop box, flip, grey; a grey clip is decoded
+    from the JPEGs' luma alone."""
     sample = open_checked(raw, spec)
-    start = choose_start(sample.meta.num_frames, spec.frames, spec.jitter, rng)
+    meta = sample.meta
+    start = choose_start(meta.num_frames, spec.frames, spec.jitter, rng)
+    box = crop_box(meta.height, meta.width, spec, rng)
+    flip, grey = colour_draws(spec, rng)
     try:
-        frames, _ = decode_window(sample, start, spec, rng)
+        frames, _ = decode_frames(sample, list(range(start, start + spec.frames)), spec, None, box, grey)
         window = sample.mel_window(start, spec.frames)
     except FormatError as exc:
         raise SkipSample(exc.reason, exc.detail) from None
     except DECODE_ERRORS as exc:
         raise SkipSample("decode_error", f"{type(exc).__name__}: {exc}") from exc
-    return {"frames": colour_augment(frames, spec, rng), "mel": window, "key": sample.key, "start": start}
+    return {"frames": finish_colour(frames, flip, grey), "mel": window, "key": sample.key, "start": start}
 
 
 # ---- pipeline stages --------------------------------------------------------------------
@@ -358,8 +381,10 @@ class BatchStage:
 
 
 def collate(clips: list[dict], worker: int, skipped: dict[str, int]) -> dict:
-    """Stack the clips' arrays (frames, mel, boundary: whichever the clips carry) and labels."""
-    out = {name: torch.from_numpy(np.stack([c[name] for c in clips]))
+    """Stack the clips' arrays (frames, mel, boundary: whichever the clips carry) and labels.
+    torch's default_collate stacks them; in a DataLoader worker it stacks straight into
+    shared memory, which saves the copy torch would otherwise make to send the batch."""
+    out = {name: default_collate([torch.from_numpy(c[name]) for c in clips])
            for name in ("frames", "mel", "boundary") if name in clips[0]}
     if "label" in clips[0]:
         out["label"] = torch.tensor([c["label"] for c in clips])

@@ -101,6 +101,16 @@ def test_flip_and_grey_apply_to_the_whole_clip():
     grey = decode_sample(raw, ClipSpec(frames=32, crop=48, flip_prob=0.0, grey_prob=1.0, jitter=False,
                                        mel_per_frame=K), np.random.default_rng(3))["frames"]
     assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
+    # decoded from the JPEGs' luma: the BT.601 luma of the same clip in colour (same draws),
+    # up to rounding, and chroma blur in the colour decode at the sharp blue/black edge
+    colour = decode_sample(raw, ClipSpec(frames=32, crop=48, flip_prob=0.0, grey_prob=0.0, jitter=False,
+                                         mel_per_frame=K), np.random.default_rng(3))["frames"]
+    luma = colour.astype(np.float64) @ [0.299, 0.587, 0.114]
+    diff = np.abs(grey[..., 0] - luma)
+    assert np.percentile(diff, 95) <= 1 and diff.max() <= 8 and grey[..., 0].std() > 5
+    flipped = decode_sample(raw, ClipSpec(frames=32, crop=48, flip_prob=1.0, grey_prob=1.0, jitter=False,
+                                          mel_per_frame=K), np.random.default_rng(3))["frames"]
+    np.testing.assert_array_equal(flipped, grey[:, :, ::-1])
 
 
 class Evil:
