@@ -2,7 +2,7 @@
 side with another version of glcm/data.py.
 
     .venv/bin/python bench/bench_loader.py --shards '/tmp/mshards/videos-{000000..000001}.tar' \\
-        [--against old_data.py] [--repeat 5] [--batches 10]
+        [--against old_data.py] [--repeat 5] [--batches 10] [--workers 1]
 
 `glcm bench --skip-model` reports wall-clock clips/s, which on a shared machine moves with
 the other jobs; this counts the process's own CPU time (the work a dedicated core would
@@ -10,7 +10,9 @@ do), and with `--against FILE` (e.g. `git show REV:glcm/data.py > FILE`) alterna
 of both versions over the same shards, so their ratio is measured under the same load.
 Each pass: the full pipeline of glcm.data.make_dataset (tar reading, shuffle buffer,
 JPEG decoding of the 32-frame window, crop/flip/grey, mel slice, collation), default
-data config with a 20-sample shuffle buffer, batch 32.
+data config with a 20-sample shuffle buffer, batch 32. With `--workers 1` the same
+pipeline runs in a real DataLoader worker process and the CPU time counted is that
+worker's, so the cost of handing batches to the training process is included.
 """
 from __future__ import annotations
 
@@ -51,13 +53,42 @@ def one_pass(data, shards: str, batches: int, seed: int) -> tuple[float, float]:
     return n / (time.process_time() - cpu), n / (time.perf_counter() - wall)
 
 
+def worker_cpu(pid: int) -> float:
+    """utime + stime of a process, in seconds (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_worker_pass(data, shards: str, batches: int, seed: int) -> tuple[float, float]:
+    """As one_pass, through a real DataLoader with one worker process: clips per CPU-second
+    of that worker (its batches reach this process, shared-memory transfer included) and
+    clips per wall-second seen here."""
+    cfg = GLCMConfig()
+    cfg.data.shuffle_buffer, cfg.data.initial_buffer, cfg.data.seed, cfg.data.workers = 20, 5, seed, 1
+    spec = data.ClipSpec.from_config(cfg.data, cfg.model.mel_per_frame, cfg.model.n_mels)
+    loader = data.make_loader(shards, cfg.data, 32, spec, epoch_batches=batches + 1)
+    it = iter(loader)
+    next(it)
+    pid = it._workers[0].pid
+    cpu, wall, n = worker_cpu(pid), time.perf_counter(), 0
+    for batch in it:
+        n += batch["frames"].shape[0]
+    used = worker_cpu(pid) - cpu
+    data.shutdown_loader(loader)
+    return n / used, n / (time.perf_counter() - wall)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shards", required=True)
     ap.add_argument("--against", help="another glcm/data.py to alternate with")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--batches", type=int, default=10)
+    ap.add_argument("--workers", type=int, choices=(0, 1), default=0,
+                    help="1: through a DataLoader with one worker process (CPU of that worker)")
     args = ap.parse_args()
+    measure = one_worker_pass if args.workers else one_pass
     versions = {"current": current}
     if args.against:
         versions["against"] = load_version(args.against)
@@ -65,7 +96,7 @@ def main() -> None:
     for r in range(args.repeat):
         order = list(versions) if r % 2 == 0 else list(versions)[::-1]
         for name in order:
-            results[name].append(one_pass(versions[name], args.shards, args.batches, r))
+            results[name].append(measure(versions[name], args.shards, args.batches, r))
     for name, runs in results.items():
         cpu = [c for c, _ in runs]
         wall = [w for _, w in runs]
@@ -74,7 +105,8 @@ def main() -> None:
     if args.against:
         ratio = np.median(np.array([c for c, _ in results["current"]]) / np.array([c for c, _ in results["against"]]))
         print(f"current / against: {ratio:.2f}x clips per CPU-second (median of the pass pairs)")
-    print(f"(one process, cv2 single-threaded, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')})")
+    where = "one DataLoader worker" if args.workers else "one process"
+    print(f"({where}, cv2 single-threaded, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')})")
 
 
 if __name__ == "__main__":
