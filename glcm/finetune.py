@@ -214,11 +214,26 @@ def check_part(cfg: FinetuneConfig, metas: list, option: str, role: str) -> None
 
 def task_shards(cfg: FinetuneConfig) -> dict[str, list[str]]:
     """The shard files by option: --shards, and --test-shards / --val-shards when given."""
-    urls = {"--shards": resolve_shards(cfg.data.shards)}
+    urls = {"--shards": option_shards("--shards", cfg.data.shards)}
     for option, spec in (("--test-shards", cfg.task.test_shards), ("--val-shards", cfg.task.val_shards)):
         if spec:
-            urls[option] = resolve_shards(spec)
+            urls[option] = option_shards(option, spec)
     return urls
+
+
+def option_shards(option: str, spec: str) -> list[str]:
+    """resolve_shards; its error names the option and, for the folder of a per-split build
+    (`avprep build lrw`: OUT/train, OUT/test), the split folders to choose from."""
+    try:
+        return resolve_shards(spec)
+    except ConfigError as exc:
+        if not spec:
+            raise
+        folder = Path(spec)
+        splits = sorted(d.name for d in folder.iterdir() if d.is_dir() and any(d.glob("*.tar"))) \
+            if folder.is_dir() else []
+        hint = f"; it holds per-split folders ({', '.join(splits)}): give one, e.g. {folder / splits[0]}" if splits else ""
+        raise ConfigError(f"{option}: {exc}{hint}") from None
 
 
 def check_finetune(cfg: FinetuneConfig) -> dict[str, list[str]]:

@@ -217,6 +217,14 @@ def finetuned_file(t: Path, pre: Path) -> list:
     return ["--task", "esc50", "--shards", esc_like(t / "e"), "--init", t / "esc.pt"]
 
 
+def split_build(t: Path) -> Path:
+    """The top folder of `avprep build lrw`: OUT/train/*.tar, OUT/test/*.tar."""
+    for split in ("test", "train"):
+        (t / "lrw" / split).mkdir(parents=True)
+        (t / "lrw" / split / "lrw-000000.tar").write_bytes(b"")
+    return t / "lrw"
+
+
 def text_file(t: Path) -> Path:
     (t / "notes.txt").write_text("hello\n")
     return t / "notes.txt"
@@ -265,6 +273,8 @@ BAD = [
      "task.name must be one of ucf101, hmdb51, esc50, lrw, dfdc"),
     ("no shards", lambda t, p: ["--task", "ucf101", "--shards", t / "none-*.tar", "--init", "scratch"],
      "no shards found"),
+    ("a per-split build's top folder", lambda t, p: ["--task", "lrw", "--shards", split_build(t), "--init", "scratch"],
+     "--shards: no shards found at"),                 # and the hint, checked in the test
 ]
 
 
@@ -277,6 +287,8 @@ def test_bad_input_is_one_line_before_training(case, args, says, pretrained, tmp
     assert code == 2, out
     line = one_line_error(out)
     assert says is None or says in line, line
+    if case == "a per-split build's top folder":
+        assert line.endswith(f"it holds per-split folders (test, train): give one, e.g. {tmp_path / 'lrw' / 'test'}")
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
