@@ -28,7 +28,7 @@ CropSize = Annotated[Optional[int], typer.Option("--crop-size", "--size", help="
                                                  "(default: 112 lips, 128 face; 96 or 88 in other protocols).")]
 Grey = Annotated[Optional[bool], typer.Option("--grey/--no-grey", help="Store grey crops.")]
 DetectEvery = Annotated[Optional[int], typer.Option(help="Crops: run the face detector every N frames, "
-                                                    "track in between (default 10).")]
+                                                    "track in between (default 10; lrw: 30, i.e. once per clip).")]
 PredictEvery = Annotated[Optional[int], typer.Option(help="Crops: on a steady track run the 68-point model "
                                                      "every N frames and interpolate between (default 3; "
                                                      "1: every frame).")]
@@ -287,11 +287,8 @@ def bench(files: Annotated[Optional[list[Path]], typer.Argument(help="Videos to 
 def main() -> None:
     """The entry point; the one place a user's mistake becomes `error: ...` and exit 2."""
     from avprep.fsio import OutputError
-    try:
-        app()
-    except (ConfigError, FileNotFoundError, OutputError) as e:
-        typer.secho(f"error: {str(e).strip()}".replace("\n", " "), fg="red", err=True)
-        raise SystemExit(2)
+    from cli.entry import run
+    run(app, mistakes=(ConfigError, FileNotFoundError, OutputError))
 
 
 if __name__ == "__main__":

@@ -503,7 +503,9 @@ def report(
 
 
 def main() -> None:
-    app()
+    """The entry point: a command line mistake is one line and exit 2 (cli.entry)."""
+    from cli.entry import run
+    run(app)
 
 
 if __name__ == "__main__":

@@ -20,14 +20,14 @@ from conftest import PY, ROOT, read_outcomes
 ENV = {"COLUMNS": "240", "TERMINAL_WIDTH": "240", "NO_COLOR": "1"}
 
 
-def run(*args):
+def run(*args, entry=main, prog="avprep"):
     """`avprep ARGS` in this process through main() (the entry point, where errors are
     reported): (exit code, stdout + stderr)."""
     out, err = io.StringIO(), io.StringIO()
-    with mock.patch.object(sys, "argv", ["avprep", *map(str, args)]), mock.patch.dict(os.environ, ENV), \
+    with mock.patch.object(sys, "argv", [prog, *map(str, args)]), mock.patch.dict(os.environ, ENV), \
             contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            main()
+            entry()
             code = 0
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -202,6 +202,26 @@ def test_main_reports_user_errors_in_one_line(monkeypatch, tmp_path, exc):
     monkeypatch.setattr("avprep.recipes.build_recipe", fail)
     code, text = run("build", "videos", tmp_path, "--out", tmp_path / "o")
     assert code == 2 and text == "error: " + str(exc).replace("\n", " ") + "\n"
+
+
+@pytest.mark.parametrize("prog,args,says", [
+    ("avprep", ["build", "videos", "x", "--fps", "abc"], "Invalid value for '--fps'"),
+    ("avprep", ["build", "nosuch", "x"], "'nosuch' is not one of"),
+    ("avprep", ["--nope"], "No such option: --nope"),
+    ("glcm", ["finetune", "--fold", "abc"], "Invalid value for '--fold'"),
+    ("glcm", ["nosuch"], "No such command 'nosuch'"),
+    ("glcm", ["report"], "Missing argument"),
+])
+def test_command_line_mistakes_are_one_line(prog, args, says):
+    from cli import glcm_cli
+    code, text = run(*args, entry=main if prog == "avprep" else glcm_cli.main, prog=prog)
+    assert code == 2 and text.startswith("error: ") and says in text and text.count("\n") == 1, text
+    assert "(see: " in text and "--help)" in text and "Usage" not in text and "Traceback" not in text
+
+
+def test_bare_command_still_shows_help():
+    code, text = run()
+    assert "Usage" in text and "build" in text and code in (0, 2), text
 
 
 def _lrw_without_videos(root):
