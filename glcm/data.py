@@ -381,15 +381,22 @@ class BatchStage:
 
 
 def collate(clips: list[dict], worker: int, skipped: dict[str, int]) -> dict:
-    """Stack the clips' arrays (frames, mel, boundary: whichever the clips carry) and labels.
-    torch's default_collate stacks them; in a DataLoader worker it stacks straight into
-    shared memory, which saves the copy torch would otherwise make to send the batch."""
-    out = {name: default_collate([torch.from_numpy(c[name]) for c in clips])
-           for name in ("frames", "mel", "boundary") if name in clips[0]}
+    """Stack the clips' arrays (frames, mel, boundary: whichever the clips carry) and labels."""
+    out = {name: stack([c[name] for c in clips]) for name in ("frames", "mel", "boundary") if name in clips[0]}
     if "label" in clips[0]:
         out["label"] = torch.tensor([c["label"] for c in clips])
     return {**out, "start": torch.tensor([c["start"] for c in clips]),
             "key": [c["key"] for c in clips], "worker": worker, "skipped": skipped}
+
+
+def stack(arrays: list[np.ndarray]) -> torch.Tensor:
+    """np.stack as a tensor. In a DataLoader worker torch's default_collate stacks straight
+    into shared memory instead: sending the batch then needs no second copy (a batch of 32
+    clips: 31 ms, against 41 ms for np.stack + the move to shared memory when it is sent;
+    in the main process np.stack alone, 14 ms, is the faster)."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.from_numpy(np.stack(arrays))
+    return default_collate([torch.from_numpy(a) for a in arrays])
 
 
 BatchStage.collate_fn = staticmethod(collate)
