@@ -192,7 +192,8 @@ def test_trained_model_localises_on_a_flickr_layout_corpus(avcorr_run, tmp_path)
 def test_synthetic_shards_path_reports_the_benchmark_metric(avcorr_run, tmp_path):
     from avprep.testing import avcorr
     from conftest import cli
-    avcorr.write_shards(avcorr.make_clips(4, seed=2, obj=22), str(tmp_path), per_shard=4, prefix="test")
+    # 16 clips: pointing over 4 was one clip from failing (0.5 vs 1.0 for two seeds of one model)
+    avcorr.write_shards(avcorr.make_clips(16, seed=2, obj=22), str(tmp_path), per_shard=16, prefix="test")
     code, out = cli("eval-localization", "--checkpoint", avcorr_run.checkpoint,
                     "--shards", tmp_path / "test-000000.tar", "--annotations", tmp_path / "avcorr.json", "--save-maps", tmp_path / "m.npz",
                     "--out", tmp_path / "r.json")
@@ -200,8 +201,8 @@ def test_synthetic_shards_path_reports_the_benchmark_metric(avcorr_run, tmp_path
     result = json.loads((tmp_path / "r.json").read_text())
     # 22 px objects in 64 px frames: a median-thresholded map covers half the picture, so even a
     # perfect map scores about 2 x 22^2 / 64^2 = 0.24 (an untrained one ~0.06)
-    assert result["benchmark"]["samples"] == 4 and result["benchmark"]["ciou_mean"] > 0.18
-    assert len(result["per_sample"]) == 4 and result["pointing"] >= 0.75
+    assert result["benchmark"]["samples"] == 16 and result["benchmark"]["ciou_mean"] > 0.18
+    assert len(result["per_sample"]) == 16 and result["pointing"] >= 0.7     # chance: ~0.12 (box area)
     with np.load(tmp_path / "m.npz", allow_pickle=False) as z:
         assert sorted(z.files) == sorted(result["per_sample"]) and z[z.files[0]].shape == (224, 224)
 

@@ -144,11 +144,11 @@ def test_hung_decode_is_stopped_and_recorded(tmp_path):
     from avprep.items import SourceItem
     from avprep.pipeline import process_item
     from avprep.testing.synthetic import flash_clip, write_video
-    clip = flash_clip(seconds=60.0, fps=25.0, height=240, width=320)
+    clip = flash_clip(seconds=12.0, fps=25.0, height=240, width=320)     # ~0.2 s to decode, limit 0.05 s
     path = write_video(str(tmp_path / "long.mp4"), clip.frames, 25.0, clip.audio, codec="h264", audio_codec="aac")
     strict = dataclasses.replace(BuildConfig(), timeout_base_s=0.05, timeout_per_s=0.0)
     outcome, samples = process_item(SourceItem(path, "t", "long"), strict)
     assert (outcome["status"], outcome["reason"], samples) == ("failed", "timeout", [])
     assert "time limit" in outcome["message"]
     outcome, samples = process_item(SourceItem(path, "t", "long"), BuildConfig())
-    assert outcome["status"] == "ok" and len(samples) == 6
+    assert outcome["status"] == "ok" and len(samples) == 1
