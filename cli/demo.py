@@ -84,8 +84,10 @@ def train_demo(shards_dir: str, run_dir: str, steps: int, echo) -> dict:
     from glcm.train import train
     cfg = avcorr()
     cfg.data.shards, cfg.train.out, cfg.train.steps = shards_dir, run_dir, steps
+    cfg.train.threads = min(2, _cores())     # the loader worker is light here: a second core goes to the model
     resume = os.path.exists(os.path.join(run_dir, "checkpoint.pt"))
-    echo(f"[4/5] glcm train --preset avcorr --shards {shards_dir} --out {run_dir} --steps {steps} (CPU)"
+    echo(f"[4/5] glcm train --preset avcorr --shards {shards_dir} --out {run_dir} --steps {steps} "
+         f"--set train.threads={cfg.train.threads} (CPU)"
          + (" --resume" if resume else ""))
     last = train(cfg, resume=resume)
     first, final = _loss_records(os.path.join(run_dir, "log.jsonl"))
@@ -94,6 +96,11 @@ def train_demo(shards_dir: str, run_dir: str, steps: int, echo) -> dict:
          f"{first.get('loss_local', float('nan')):.3f} -> {final.get('loss_local', float('nan')):.3f}")
     echo(f"      run folder {run_dir}: {', '.join(sorted(n for n in os.listdir(run_dir) if not n.startswith('.')))}")
     return last
+
+
+def _cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 # The linear probe of the demo, tests/test_glcm_pretraining_helps.py and
