@@ -276,3 +276,20 @@ def test_library_refuses_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="workers"):       # checked before the (absent) corpus is listed
         build_recipe(RECIPES["videos"], {"root": str(tmp_path / "none")}, str(tmp_path / "o"), workers=0)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("reader,name", [
+    ("avprep.recipes.esc50:read_esc50_csv", "esc50.csv"),
+    ("avprep.recipes.kinetics:read_kinetics_csv", "train.csv"),
+    ("avprep.recipes.kinetics:read_classes", "classes.txt"),
+    ("avprep.recipes.avspeech:read_avspeech_csv", "avspeech_train.csv"),
+    ("avprep.recipes.dfdc:prepare_dfdc", "metadata.json"),
+])
+def test_a_binary_annotation_file_is_named(tmp_path, reader, name):
+    import importlib
+    module, func = reader.split(":")
+    (tmp_path / name).write_bytes(bytes(range(128, 256)) * 4)
+    target = tmp_path if name == "metadata.json" else tmp_path / name
+    with pytest.raises(ConfigError, match="is not a UTF-8 text file") as err:
+        getattr(importlib.import_module(module), func)(str(target))
+    assert str(tmp_path / name) in str(err.value)

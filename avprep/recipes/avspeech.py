@@ -11,13 +11,13 @@ import os
 
 from avprep.config import BuildConfig
 from avprep.items import SourceItem
-from avprep.recipes.common import MediaIndex
+from avprep.recipes.common import MediaIndex, open_text
 from avprep.recipes.registry import Recipe
 
 
 def read_avspeech_csv(path: str) -> list[tuple[str, float, float, float, float]]:
     rows = []
-    with open(path, newline="") as f:
+    with open_text(path) as f:
         for line_no, row in enumerate(csv.reader(f), 1):
             if not row:
                 continue

@@ -2,6 +2,7 @@
 the names of list files to files (UCF101, HMDB51, ESC-50)."""
 from __future__ import annotations
 
+import io
 import os
 import re
 from dataclasses import dataclass, field
@@ -148,6 +149,18 @@ def _holds(folder: str, holds: Callable[[str], bool]) -> bool:
         return any(holds(name) for name in os.listdir(folder))
     except OSError:
         return False
+
+
+def open_text(path: str) -> io.StringIO:
+    """A corpus's CSV or JSON file, decoded as UTF-8 (a BOM dropped), for csv/json readers;
+    a file that is not text is a ConfigError naming it (not a bare codec error)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return io.StringIO(data.decode("utf-8-sig"), newline="")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not a UTF-8 text file (byte {e.start} is not text): give the "
+                          "corpus's own file") from None
 
 
 def read_lines(path: str) -> list[tuple[int, list[str]]]:

@@ -11,6 +11,7 @@ import re
 
 from avprep.config import BuildConfig, with_crop
 from avprep.items import SourceItem
+from avprep.recipes.common import open_text
 from avprep.recipes.registry import Recipe
 
 LABELS = {"REAL": 0, "FAKE": 1}
@@ -30,7 +31,7 @@ def prepare_dfdc(root: str) -> list[SourceItem]:
         raise FileNotFoundError(f"DFDC root not found: {root}")
     items = []
     for part in _parts(root):
-        with open(os.path.join(part, "metadata.json"), encoding="utf-8") as f:
+        with open_text(os.path.join(part, "metadata.json")) as f:
             meta = json.load(f)
         if not isinstance(meta, dict):
             raise ValueError(f"{part}/metadata.json is not a JSON object")

@@ -13,7 +13,7 @@ import os
 
 from avprep.config import BuildConfig, ClipConfig, ConfigError, VideoConfig
 from avprep.items import SourceItem
-from avprep.recipes.common import files_by_name, rel_key, unlisted_item
+from avprep.recipes.common import files_by_name, open_text, rel_key, unlisted_item
 from avprep.recipes.registry import Recipe
 
 SOURCE = "esc50"
@@ -24,7 +24,7 @@ AUDIO_EXTS = {".wav"}
 
 def read_esc50_csv(path: str) -> list[dict]:
     """The rows of meta/esc50.csv with fold and target as int and esc10 as bool."""
-    with open(path, newline="", encoding="utf-8") as f:
+    with open_text(path) as f:
         reader = csv.DictReader(f)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:

@@ -18,7 +18,7 @@ import re
 
 from avprep.config import BuildConfig, ConfigError
 from avprep.items import SourceItem
-from avprep.recipes.common import MediaIndex
+from avprep.recipes.common import MediaIndex, open_text
 from avprep.recipes.registry import Recipe
 from avprep.recipes.videos import prepare_videos
 
@@ -35,7 +35,7 @@ def find_csvs(root: str) -> list[str]:
 
 
 def read_kinetics_csv(path: str) -> list[dict]:
-    with open(path, newline="") as f:
+    with open_text(path) as f:
         rows = list(csv.DictReader(f))
     for row in rows:
         if "youtube_id" not in row or "time_start" not in row:
@@ -50,7 +50,7 @@ def loose_name(name: str) -> str:
 
 def read_classes(path: str) -> list[str]:
     """Class names of a `--classes` file: one per line, blank lines and `#` comments skipped."""
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         names = [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
     if not names:
         raise ConfigError(f"--classes {path} names no class (one class name per line)")
