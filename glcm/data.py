@@ -151,13 +151,14 @@ def colour_draws(spec: ClipSpec, rng: np.random.Generator) -> tuple[bool, bool]:
     return flip, grey
 
 
-def colour_augment(bgr: np.ndarray, spec: ClipSpec, rng: np.random.Generator) -> np.ndarray:
-    """BGR -> RGB, with a random horizontal flip and grey-scale for the whole clip."""
-    flip, grey = colour_draws(spec, rng)
-    if grey:
-        shape = bgr.shape
-        bgr = cv2.cvtColor(np.ascontiguousarray(bgr).reshape(-1, shape[-2], 3), cv2.COLOR_BGR2GRAY).reshape(shape[:-1])
-    return finish_colour(bgr, flip, grey)
+def decode_clip(sample: Sample, indices: list[int], spec: ClipSpec, rng: np.random.Generator | None) -> np.ndarray:
+    """Frames `indices` as one clip, uint8 (len(indices), crop, crop, 3) RGB: with `rng`, a
+    random crop, flip and grey-scale (drawn in that order; a grey clip is decoded from the
+    JPEGs' luma alone, the codec's own BT.601 Y); without, the centred crop as it is."""
+    box = crop_box(sample.meta.height, sample.meta.width, spec, rng)
+    flip, grey = colour_draws(spec, rng) if rng is not None else (False, False)
+    frames, _ = decode_frames(sample, indices, spec, None, box, grey)
+    return finish_colour(frames, flip, grey)
 
 
 def finish_colour(frames: np.ndarray, flip: bool, grey: bool) -> np.ndarray:
@@ -188,21 +189,17 @@ def _to_rgb(bgr: np.ndarray, flip: bool) -> np.ndarray:
 def decode_sample(raw: dict, spec: ClipSpec, rng: np.random.Generator) -> dict:
     """One raw tar sample -> {"frames": uint8 (T,c,c,3) RGB, "mel": float32 (n_mels, T*k), ...}.
     SkipSample (with the format's reason code) for a sample that breaks a rule. The random
-    draws come in a fixed order: window start, crop box, flip, grey; a grey clip is decoded
-    from the JPEGs' luma alone."""
+    draws come in a fixed order: window start, then decode_clip's crop box, flip, grey."""
     sample = open_checked(raw, spec)
-    meta = sample.meta
-    start = choose_start(meta.num_frames, spec.frames, spec.jitter, rng)
-    box = crop_box(meta.height, meta.width, spec, rng)
-    flip, grey = colour_draws(spec, rng)
+    start = choose_start(sample.meta.num_frames, spec.frames, spec.jitter, rng)
     try:
-        frames, _ = decode_frames(sample, list(range(start, start + spec.frames)), spec, None, box, grey)
+        frames = decode_clip(sample, list(range(start, start + spec.frames)), spec, rng)
         window = sample.mel_window(start, spec.frames)
     except FormatError as exc:
         raise SkipSample(exc.reason, exc.detail) from None
     except DECODE_ERRORS as exc:
         raise SkipSample("decode_error", f"{type(exc).__name__}: {exc}") from exc
-    return {"frames": finish_colour(frames, flip, grey), "mel": window, "key": sample.key, "start": start}
+    return {"frames": frames, "mel": window, "key": sample.key, "start": start}
 
 
 # ---- pipeline stages --------------------------------------------------------------------

@@ -24,7 +24,7 @@ import numpy as np
 
 from avprep.format import FormatError, Sample, SampleMeta, is_command_or_url, open_sample, parse_meta
 from glcm.config import ConfigError
-from glcm.data import ClipSpec, SkipSample, colour_augment, decode_frames
+from glcm.data import ClipSpec, SkipSample, decode_clip
 
 
 @dataclass(frozen=True)
@@ -146,14 +146,12 @@ class Reader:
                 extra["mel"] = np.ascontiguousarray(mel)
             if self.modality == "audio":
                 return extra
-            bgr, _ = decode_frames(sample, indices, spec, rng)
+            frames = decode_clip(sample, indices, spec, rng)
         except FormatError as exc:
             raise SkipSample(exc.reason, exc.detail) from None
         except (ValueError, IndexError, OSError) as exc:
             raise SkipSample("decode_error", f"{type(exc).__name__}: {exc}") from None
-        if rng is None:
-            return {"frames": np.ascontiguousarray(bgr[..., ::-1]), **extra}
-        return {"frames": colour_augment(bgr, spec, rng), **extra}
+        return {"frames": frames, **extra}
 
 
 def decode_train(raw: dict, spec: ClipSpec, rng: np.random.Generator, reader: Reader) -> dict:

@@ -41,7 +41,7 @@ from avprep.fsio import atomic_write, atomic_writer
 from glcm import ctc
 from glcm.config import ConfigError, FinetuneConfig, ModelConfig, validate_finetune
 from glcm.data import (BatchStage, ClipSpec, DecodeStage, NoBatchError, ReadStage, SelectStage, ShuffleStage,
-                       SkipCounter, SkipSample, colour_augment, decode_frames, init_worker, is_member)
+                       SkipCounter, SkipSample, decode_clip, init_worker, is_member)
 from glcm.finetune import FinetuneTrainer, check_run_folder, init_model, rank_world, task_shards
 from glcm.heads import Classifier, TemporalBlock, encoder_names, load_init
 from glcm.labelled import Scan, scan
@@ -108,12 +108,11 @@ class SentenceReader:
     def frames(self, sample: Sample, spec: ClipSpec, rng: np.random.Generator | None) -> np.ndarray:
         """All frames, cropped (random, or centred for rng None): uint8 (T, c, c, 3) RGB."""
         try:
-            bgr, _ = decode_frames(sample, list(range(sample.meta.num_frames)), spec, rng)
+            return decode_clip(sample, list(range(sample.meta.num_frames)), spec, rng)
         except FormatError as exc:
             raise SkipSample(exc.reason, exc.detail) from None
         except (ValueError, IndexError, OSError) as exc:
             raise SkipSample("decode_error", f"{type(exc).__name__}: {exc}") from None
-        return np.ascontiguousarray(bgr[..., ::-1]) if rng is None else colour_augment(bgr, spec, rng)
 
 
 class SentenceDecode:
