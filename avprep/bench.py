@@ -46,7 +46,7 @@ def lavfi_video(path: str, size: str, rate: int, seconds: float, tone_hz: int, s
                channels: int, preset: str) -> str:
     """An h264/aac file of ffmpeg's testsrc2 pattern with a sine tone."""
     dur = f"{seconds:g}"
-    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
                     "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={dur}",
                     "-f", "lavfi", "-i", f"sine=frequency={tone_hz}:sample_rate={sample_rate}:duration={dur}",
                     "-ac", str(channels), "-c:v", "libx264", "-preset", preset, "-crf", "23", "-c:a", "aac",

@@ -211,6 +211,16 @@ def check_name(what: str, name: str) -> None:
                           f"'.', no '..', at most 100 characters), got {name!r}")
 
 
+_RAY_ADDRESS = re.compile(r"(ray://)?[A-Za-z0-9_.-]+:\d{1,5}")
+
+
+def check_ray_address(address: str | None) -> None:
+    """None (no Ray), 'local', 'auto', or [ray://]HOST:PORT."""
+    if address is not None and address not in ("local", "auto") and not _RAY_ADDRESS.fullmatch(address):
+        raise ConfigError(f"--ray {address!r}: give 'local' (Ray on this machine), 'auto' (the cluster this "
+                          "node is in) or ray://HOST:PORT of the head node")
+
+
 def check_workers(workers: int | None) -> None:
     """None = one worker per core; otherwise at least 1."""
     if workers is not None and workers < 1:

@@ -26,6 +26,14 @@ class OutputError(Exception):
     """An output problem the user can fix; str() is one line saying what to do."""
 
 
+def local_path(path: str) -> str:
+    """`path` as ffmpeg reads a local file: a relative path whose first part holds ':'
+    (`pipe:x.mp4`, a folder `pipe:c/`) gets a leading './', else ffmpeg takes it for a protocol."""
+    if ":" in path.split(os.sep, 1)[0] and not os.path.isabs(path):
+        return os.path.join(".", path)
+    return path
+
+
 def temp_path(path: str | os.PathLike) -> str:
     """A temporary name beside `path`, unique to this process and call."""
     folder, name = os.path.split(os.fspath(path))

@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Sequence
 
 from avprep import fsio
 from avprep.clips import Clip, iter_clips
-from avprep.config import BuildConfig, ConfigError, validate
+from avprep.config import BuildConfig, ConfigError, check_ray_address, validate
 from avprep.items import SourceItem
 from avprep.probe import MediaError
 from avprep.format import FRAMES, MEL
@@ -255,8 +255,12 @@ def run_ray(tasks: list[ShardTask], address: str, on_done: Callable[[dict], None
         raise ConfigError("--ray needs the ray package: pip install 'ray>=2.9'") from e
     started = not ray.is_initialized()
     if started:
-        ray.init(address=None if address == "local" else address, include_dashboard=False,
-                 log_to_driver=False, ignore_reinit_error=True)
+        try:
+            ray.init(address=None if address == "local" else address, include_dashboard=False,
+                     log_to_driver=False, ignore_reinit_error=True)
+        except (ConnectionError, RuntimeError, ValueError) as e:   # no cluster there, bad address
+            raise ConfigError(f"--ray {address}: cannot reach a Ray cluster ({e}); start one (ray start "
+                              "--head) or check the address; the build resumes when rerun") from None
     remote = ray.remote(num_cpus=1, max_retries=2)(run_shard)
     pending = [remote.remote(t) for t in tasks]
     try:
@@ -294,6 +298,7 @@ def build_dataset(items: Sequence[SourceItem], out_dir: str, cfg: BuildConfig, *
     Raises ConfigError for a resume that is not the same build, fsio.OutputError for an
     output folder in use, unwritable or full (finished shards are kept for the rerun)."""
     validate(cfg)
+    check_ray_address(ray_address)
     items = mark_duplicate_keys(list(items), root)
     with fsio.OutputLock(out_dir, "avprep build"):
         tasks = plan_shards(items, cfg, out_dir, root)

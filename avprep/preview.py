@@ -1,11 +1,15 @@
 """Contact sheets: frames along time with the mel spectrogram under them on the same axis."""
 from __future__ import annotations
 
+import math
+import os
 from contextlib import closing
 from dataclasses import dataclass
 
 import numpy as np
 
+from avprep import fsio
+from avprep.config import ConfigError
 from avprep.format import LANDMARKS, TRANSFORM, FormatError, SampleMeta, expand_shards, open_sample
 from avprep.tools import TAR_ERRORS, iter_raw
 
@@ -52,18 +56,34 @@ def _collect(shards: list[str], count: int, frames_per_row: int) -> tuple[list[D
                 if len(drawn) >= count:
                     return drawn, skipped
         except TAR_ERRORS as exc:
-            skipped.append(f"{shard}: unreadable ({type(exc).__name__}: {exc})")
+            skipped.append(f"{shard}: unreadable ({type(exc).__name__}: {_first_arg(exc)})")
     return drawn, skipped
+
+
+def _first_arg(exc: BaseException) -> object:
+    """webdataset's tar errors carry (message, file object, name): the message alone."""
+    return exc.args[0] if len(exc.args) > 1 and isinstance(exc.args[0], str) else exc
+
+
+def check_png_out(out_path: str, example: str = "preview.png") -> None:
+    """The PNG path is a file name (not a folder) in a folder that exists or can be made;
+    fsio.OutputError (one line) otherwise. Checked before any work."""
+    if os.path.isdir(out_path):
+        raise fsio.OutputError(f"--out {out_path} is a folder; give the PNG's file name, e.g. "
+                               f"{os.path.join(out_path, example)}")
+    fsio.make_output_dir(os.path.dirname(out_path) or ".")
 
 
 def preview(spec: str | list[str], out_path: str, max_samples: int = 4, frames_per_row: int = 8,
             allow_commands: bool = False) -> PreviewResult:
-    """Write a PNG contact sheet of the first `max_samples` good samples; samples that break a
-    rule of the format are skipped and named. ValueError if none can be drawn."""
+    """Write a PNG contact sheet of the first `max_samples` good samples to exactly `out_path`;
+    samples that break a rule of the format are skipped and named. ValueError if none can be
+    drawn; fsio.OutputError if `out_path` cannot be written."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    check_png_out(out_path)
     samples, skipped = _collect(expand_shards(spec, allow_commands), max_samples, frames_per_row)
     if not samples:
         detail = f" ({len(skipped)} bad: {skipped[0]}; run avprep verify)" if skipped else ""
@@ -73,7 +93,8 @@ def preview(spec: str | list[str], out_path: str, max_samples: int = 4, frames_p
     for n, sample in enumerate(samples):
         _draw_sample(sample, axes[2 * n, 0], axes[2 * n + 1, 0])
     fig.tight_layout()
-    fig.savefig(out_path, dpi=90)
+    with fsio.atomic_writer(out_path) as f:    # format given: a name without .png stays as given
+        fig.savefig(f, format="png", dpi=90)
     plt.close(fig)
     return PreviewResult(len(samples), skipped)
 
@@ -109,16 +130,21 @@ def preview_crops(video: str, out_path: str, kind: str = "lips", fps: float = 25
     """Run the crop stage on the first clip of `video` and draw, for evenly spaced frames,
     the original frame with its (smoothed) landmarks beside the crop. Returns the crop meta.
 
-    Raises MediaError (e.g. no_face) like a build would record it."""
+    Raises MediaError (e.g. no_face) like a build would record it, ConfigError for a bad
+    fps or crop option, fsio.OutputError if `out_path` cannot be written."""
     import cv2
 
     from avprep.clips import iter_clips
-    from avprep.config import AudioConfig, BuildConfig, ClipConfig, CropConfig, VideoConfig
+    from avprep.config import AudioConfig, BuildConfig, ClipConfig, CropConfig, VideoConfig, validate_crop
     from avprep.faces.draw import draw_landmarks
     from avprep.faces.stage import crop_clip
     from avprep.items import SourceItem
 
+    if not (math.isfinite(fps) and fps > 0):
+        raise ConfigError(f"--fps must be a finite number > 0, got {fps}")
     crop = CropConfig(kind=kind, size=size)
+    validate_crop(crop)
+    check_png_out(out_path, "crops.png")
     cfg = BuildConfig(video=VideoConfig(fps=fps, short_side=0), audio=AudioConfig(require_audio=False),
                       clip=ClipConfig(min_frames=1), crop=crop)
     with closing(iter_clips(SourceItem(video, "preview", "preview"), cfg)) as clips:
@@ -138,5 +164,5 @@ def preview_crops(video: str, out_path: str, kind: str = "lips", fps: float = 25
                     (255, 255, 0), 1, cv2.LINE_AA)
         rows.append(row)
     sheet = np.concatenate([np.pad(r, ((0, 8), (0, 0), (0, 0)), constant_values=255) for r in rows], axis=0)
-    cv2.imwrite(out_path, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    fsio.atomic_write(out_path, cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))[1].tobytes())
     return out.meta

@@ -244,12 +244,13 @@ def preview_crops(video: Annotated[Path, typer.Argument(help="A video with a fac
                   fps: Annotated[float, typer.Option(help="Frame rate of the crop stage.")] = 25.0,
                   size: Annotated[int, typer.Option(help="Crop side in pixels.")] = 112) -> None:
     """Frames with their tracked landmarks drawn, beside the lip or face crops the stage makes."""
+    from avprep.fsio import local_path
     from avprep.preview import preview_crops as draw
     from avprep.probe import MediaError
     if kind == CropKind.none:
         _fail("--kind must be lips or face")
     try:
-        meta = draw(str(video), str(out), kind.value, fps, size)
+        meta = draw(local_path(str(video)), str(out), kind.value, fps, size)
     except MediaError as e:
         _fail(f"{e.reason}: {e.message}")
     typer.echo(f"wrote {out}; detected/tracked/interpolated frames: "
@@ -267,9 +268,14 @@ def demo(out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the c
     layouts, build K-AV shards, verify them, write a preview, train GLCM briefly on CPU, then
     build a generated ESC-50-layout set, linear-probe the pretrained and a random audio encoder
     on it (glcm finetune), write glcm report and print pretrained vs scratch accuracy."""
+    from avprep.config import check_workers
     from cli.demo import run_demo
-    if probe_steps < 0:
-        _fail(f"--probe-steps {probe_steps}: must be 0 (skip) or more")
+    if videos < 1:
+        _fail(f"--videos {videos}: must be 1 or more")
+    for option, steps in (("--train-steps", train_steps), ("--probe-steps", probe_steps)):
+        if steps < 0:
+            _fail(f"{option} {steps}: must be 0 (skip) or more")
+    check_workers(workers)
     run_demo(str(out), videos, train_steps, workers or 2, echo=typer.echo, probe_steps=probe_steps)
 
 
@@ -280,8 +286,20 @@ def bench(files: Annotated[Optional[list[Path]], typer.Argument(help="Videos to 
           workers: Annotated[str, typer.Option(help="Worker counts for the scaling table, comma-separated.")] = "1,2") -> None:
     """avprep per-core cost vs a bare `ffmpeg -vf fps=10,scale` decode of the same files, and scaling."""
     from avprep.bench import run_bench
-    run_bench([str(f) for f in files] if files else None, repeat, [int(w) for w in workers.split(",")],
-              echo=typer.echo)
+    from avprep.fsio import local_path
+    from avprep.probe import MediaError, probe
+    counts = [w.strip() for w in workers.split(",")]
+    if not all(w.isdigit() and int(w) >= 1 for w in counts):
+        _fail(f"--workers {workers!r}: give worker counts >= 1, comma-separated, e.g. 1,2")
+    if repeat < 1:
+        _fail(f"--repeat {repeat}: must be 1 or more")
+    paths = [local_path(str(f)) for f in files or []]
+    for f in paths:
+        try:
+            probe(f)
+        except MediaError as e:
+            _fail(f"{f}: {e.reason}: {e.message}; give readable video files")
+    run_bench(paths or None, repeat, [int(w) for w in counts], echo=typer.echo)
 
 
 def main() -> None:

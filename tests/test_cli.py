@@ -98,6 +98,34 @@ def test_preview(cli_build, tmp_path):
     assert "2 samples" in text
 
 
+def test_preview_out_is_exactly_the_given_file(cli_build, tmp_path):
+    out, _ = cli_build
+    code, text = run("preview", out, "--out", tmp_path, "--samples", 1)
+    assert code == 2 and text == f"error: --out {tmp_path} is a folder; give the PNG's file name, e.g. " \
+                                 f"{tmp_path / 'preview.png'}\n", text
+    sheet = tmp_path / "new" / "sheet"          # no .png suffix, a folder still to make
+    code, text = run("preview", out, "--out", sheet, "--samples", 1)
+    assert code == 0 and f"wrote {sheet} " in text, text
+    assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert os.listdir(sheet.parent) == ["sheet"]
+
+
+@pytest.mark.parametrize("args,says", [
+    (["preview-crops", "v.mp4", "--fps", "0"], "error: --fps must be a finite number > 0, got 0.0"),
+    (["preview-crops", "v.mp4", "--fps", "nan"], "error: --fps must be a finite number > 0, got nan"),
+    (["bench", "--repeat", "0"], "error: --repeat 0: must be 1 or more"),
+    (["bench", "--workers", "1,x"], "error: --workers '1,x': give worker counts >= 1"),
+    (["bench", "--workers", "0"], "error: --workers '0': give worker counts >= 1"),
+    (["bench", "missing.mp4"], "error: missing.mp4: missing: no such file"),
+])
+def test_preview_crops_and_bench_refuse_bad_values_in_one_line(tmp_path, monkeypatch, args, says):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "v.mp4").write_bytes(b"\x00" * 100)
+    code, text = run(*args)
+    assert code == 2 and text.startswith(says) and text.count("\n") == 1, text
+    assert sorted(os.listdir(tmp_path)) == ["v.mp4"]
+
+
 def test_fps_hop_mismatch_is_a_clear_error(small_videos, tmp_path):
     code, text = run("build", "videos", small_videos, "--out", tmp_path / "o", "--fps", 29.97,
                         "--hop", 160, "--workers", 1)
@@ -163,6 +191,7 @@ BAD_VALUES = [
     (["--min-face-fraction", "1.5"], "min_face_fraction"), (["--detect-every", "0"], "detect_every"),
     (["--predict-every", "0"], "predict_every"),
     (["--seed", "3"], "does not take --seed"),
+    (["--ray", "bogus://"], "--ray 'bogus://'"), (["--ray", "1.2.3"], "ray://HOST:PORT"),
 ]
 
 
@@ -182,6 +211,28 @@ def test_kav_per_source_zero_is_refused_before_listing(tmp_path):
                      "--per-source", 0, "--out", tmp_path / "o")
     assert code == 2 and text.startswith("error: ") and "per_source must be >= 1" in text, text
     assert os.listdir(tmp_path) == []
+
+
+def test_unreachable_ray_cluster_is_one_line(monkeypatch):
+    ray = pytest.importorskip("ray")
+    from avprep.pipeline import run_ray
+
+    def refuse(**kwargs):
+        raise ConnectionError("ray client connection timeout")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(ConfigError, match=r"--ray ray://h:1: cannot reach a Ray cluster \(ray client connection"):
+        run_ray([], "ray://h:1", print)
+
+
+def test_corpus_folder_named_like_a_protocol_stays_a_folder(small_videos, tmp_path, monkeypatch):
+    """ffmpeg reads `pipe:c/a.mp4` as its pipe protocol; the build reads the local file."""
+    (tmp_path / "pipe:c").mkdir()
+    video = next(p for p in sorted(small_videos.rglob("*.mp4")) if p.name != "broken.mp4")
+    (tmp_path / "pipe:c" / "a.mp4").write_bytes(video.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    code, text = run("build", "videos", "pipe:c", "--out", "o", "--workers", 1)
+    assert code == 0 and "1 inputs: 1 ok" in text, text
 
 
 def test_split_names_must_be_plain_names(tmp_path):

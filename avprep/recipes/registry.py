@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from avprep.config import BuildConfig, ConfigError, check_name, check_workers, override, validate, with_crop
+from avprep.config import (BuildConfig, ConfigError, check_name, check_ray_address, check_workers, override,
+                           validate, with_crop)
 from avprep.items import SourceItem
 
 UNSPLIT = "unsplit"       # folder of items without a split in a per-split build
@@ -92,6 +93,8 @@ def build_recipe(recipe: Recipe, args: Mapping[str, object], out_dir: str,
     cfg = recipe.config(options)
     validate(cfg)
     check_workers(workers)
+    check_ray_address(ray_address)
+    args = {k: _local(v) for k, v in args.items()}
     items = recipe.items(args)
     if not items:
         raise ConfigError(f"the {recipe.name} recipe found no inputs in {recipe.root(args) or 'the given folders'}")
@@ -107,6 +110,14 @@ def build_recipe(recipe: Recipe, args: Mapping[str, object], out_dir: str,
         if on_done:
             on_done(done[-1])
     return done
+
+
+def _local(value):
+    """Corpus paths given by the user as local paths (fsio.local_path), lists too."""
+    from avprep.fsio import local_path
+    if isinstance(value, str):
+        return local_path(value)
+    return [_local(v) for v in value] if isinstance(value, list) else value
 
 
 def _split_groups(items: list[SourceItem]) -> dict[str, list[SourceItem]]:
