@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from avprep import fsio
 from avprep.config import BuildConfig, ClipConfig, VideoConfig
 from avprep.pipeline import build_dataset, format_summary
 from avprep.preview import preview
@@ -50,6 +51,7 @@ def make_demo_corpus(root: str, videos: int) -> tuple[str, str]:
 def run_demo(out: str, videos: int = 12, train_steps: int = 300, workers: int = 2, echo=print,
              probe_steps: int = 60, probe_clips: int = 60) -> dict:
     t0 = time.time()
+    fsio.make_output_dir(out)        # a file or an unwritable place: one line, before any work
     corpus = os.path.join(out, "corpus")
     kin, avs = make_demo_corpus(corpus, videos)
     echo(f"[1/5] corpus: {videos} Kinetics-layout clips + {videos} AVSpeech-layout downloads in {corpus}")

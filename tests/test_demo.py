@@ -8,6 +8,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from avprep.testing.downstream import COLOURS
 from cli.demo import downstream_demo
 from test_cli import run
@@ -32,6 +34,25 @@ def test_downstream_step_builds_probes_reports_and_prints_the_figure(avcorr_run,
     report = Path(found["report"]).read_text()
     assert "| [esc50-pretrained](esc50-pretrained) | esc50 | pretrained | linear | audio | fold 1 | top1 |" in report
     assert "| [esc50-scratch](esc50-scratch) | esc50 | scratch | linear | audio | fold 1 | top1 |" in report
+
+
+@pytest.mark.parametrize("args,says", [
+    (["--videos", "0"], "error: --videos 0: must be 1 or more"),
+    (["--train-steps", "-1"], "error: --train-steps -1: must be 0 (skip) or more"),
+    (["--workers", "0"], "error: workers must be >= 1, got 0"),
+])
+def test_demo_refuses_bad_values_before_any_work(tmp_path, args, says):
+    code, out = run("demo", *args, "--out", tmp_path / "demo")
+    assert code == 2 and out.startswith(says) and out.count("\n") == 1, out
+    assert not (tmp_path / "demo").exists()
+
+
+def test_demo_out_a_file_is_one_line(tmp_path):
+    (tmp_path / "f").write_text("mine")
+    code, out = run("demo", "--out", tmp_path / "f")
+    assert code == 2 and out == f"error: output path {tmp_path / 'f'} is a file, not a folder; give a folder " \
+                                "for --out\n", out
+    assert (tmp_path / "f").read_text() == "mine"
 
 
 def test_demo_refuses_negative_probe_steps(tmp_path):
