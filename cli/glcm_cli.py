@@ -391,6 +391,7 @@ def export_encoder(
     with one_line_errors():
         from glcm.checkpoint import check_encoder_name, load_training, save_encoder
         check_encoder_name(encoder)
+        _output_file("--out", out, f"{encoder}.pt")
         data, cfg = load_training(checkpoint)
         save_encoder(data["model"], cfg.model, encoder, out)
     typer.echo(str(out))

@@ -345,6 +345,9 @@ def _check_ranges(cfg: GLCMConfig) -> None:
             raise ConfigError(f"{key} must be between 0 and 1, got {value}")
 
 
+MAX_SIDE = 1024       # largest crop / resize side (a 32-frame batch of 8 at 1024 px is 800 MB)
+
+
 def validate(cfg: GLCMConfig) -> GLCMConfig:
     """Check choices, ranges and relations between fields; return `cfg`."""
     for key, allowed in CHOICES.items():
@@ -366,6 +369,9 @@ def validate(cfg: GLCMConfig) -> GLCMConfig:
         raise ConfigError("data.frames must be a multiple of model.global_stride")
     if d.crop % m.output_stride:
         raise ConfigError("data.crop must be a multiple of model.output_stride")
+    for key in ("data.crop", "data.resize_short"):      # frames are resized up to the crop: bound the memory
+        if _get(cfg, key) > MAX_SIDE:
+            raise ConfigError(f"{key} must be at most {MAX_SIDE} pixels, got {_get(cfg, key)}")
     return cfg
 
 

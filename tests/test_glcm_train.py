@@ -272,6 +272,10 @@ USER_ERRORS = [
     ("eval on files that are not shards", lambda t, s, r: [
         "eval-localization", "--checkpoint", r / "checkpoint.pt", "--shards", r / "config.json",
         "--annotations", Path(s).parent / "avcorr.json"], "cannot evaluate on them"),
+    ("crop too large", lambda t, s, r: ["train", "--shards", s, "--out", t / "x", "--set", "data.crop=100000"],
+     "data.crop must be at most 1024 pixels, got 100000"),
+    ("export to a folder", lambda t, s, r: ["export-encoder", "--checkpoint", r / "checkpoint.pt", "--encoder",
+                                            "audio", "--out", t], "is a folder; give a file name in it, e.g."),
     ("export bad encoder", lambda t, s, r: ["export-encoder", "--checkpoint", r / "checkpoint.pt", "--encoder",
                                             "visual", "--out", t / "e.pt"], "encoder must be one of"),
     ("export a non-checkpoint", lambda t, s, r: ["export-encoder", "--checkpoint", not_a_checkpoint(t),
