@@ -1,6 +1,7 @@
 """`avprep`: build, inspect, verify and preview audio-visual WebDataset shards."""
 from __future__ import annotations
 
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -211,6 +212,10 @@ def verify(shards: Shards, allow_commands: AllowCommands = False) -> None:
     samples its build recorded (manifest.json for a build folder, each tar's stats file for a
     pattern). Names each bad sample and goes on; exit 1 if anything is wrong."""
     from avprep.tools import verify_shards
+    from avprep.format import is_command_or_url
+    for spec in shards:      # a path that is not there is a mistake (exit 2), not a bad build (exit 1)
+        if not (is_command_or_url(spec) or any(c in spec for c in "*?[{") or os.path.exists(spec)):
+            _fail(f"{spec} does not exist: give a build folder, a glob or a brace pattern of .tar shards")
     res = _shards_or_fail(lambda: verify_shards(shards, allow_commands))
     for where, why in res.bad[:50]:
         typer.echo(f"BAD {where}: {why}")

@@ -98,6 +98,12 @@ def test_preview(cli_build, tmp_path):
     assert "2 samples" in text
 
 
+def test_verify_of_a_path_that_is_not_there_is_one_line(tmp_path):
+    code, text = run("verify", tmp_path / "nope")
+    assert code == 2 and text == f"error: {tmp_path / 'nope'} does not exist: give a build folder, a glob or a " \
+                                 "brace pattern of .tar shards\n", text
+
+
 def test_preview_out_is_exactly_the_given_file(cli_build, tmp_path):
     out, _ = cli_build
     code, text = run("preview", out, "--out", tmp_path, "--samples", 1)
