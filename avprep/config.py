@@ -62,6 +62,7 @@ class CropConfig:
 CROP_KINDS = ("none", "lips", "face")
 ALIGNMENTS = ("similarity", "affine")
 CROP_SIZES = {"lips": 112, "face": 128}     # default crop side per kind
+MAX_SIDE = 4096          # largest stored frame or crop side (a 4K video's short side is 2160)
 
 
 @dataclass(frozen=True)
@@ -147,8 +148,9 @@ def validate(cfg: BuildConfig) -> None:
 
 def _check_video(video: VideoConfig) -> None:
     _check_number("fps", video.fps, low=0, low_open=True)
-    if video.short_side != 0 and (video.short_side < 16 or video.short_side % 2):
-        raise ConfigError(f"short_side must be 0 (keep the size) or an even number >= 16, got {video.short_side}")
+    if video.short_side != 0 and (video.short_side < 16 or video.short_side % 2 or video.short_side > MAX_SIDE):
+        raise ConfigError(f"short_side must be 0 (keep the size) or an even number from 16 to {MAX_SIDE}, "
+                          f"got {video.short_side}")
     if not 1 <= video.jpeg_quality <= 100:
         raise ConfigError(f"jpeg_quality must be between 1 and 100, got {video.jpeg_quality}")
 
@@ -176,8 +178,8 @@ def validate_crop(crop: CropConfig) -> None:
         raise ConfigError(f"crop kind must be one of {', '.join(CROP_KINDS)}, got {crop.kind!r}")
     if crop.align not in ALIGNMENTS:
         raise ConfigError(f"align must be one of {', '.join(ALIGNMENTS)}, got {crop.align!r}")
-    if crop.size < 16:
-        raise ConfigError(f"crop size must be >= 16, got {crop.size}")
+    if not 16 <= crop.size <= MAX_SIDE:
+        raise ConfigError(f"crop size must be from 16 to {MAX_SIDE}, got {crop.size}")
     if crop.detect_every < 1:
         raise ConfigError(f"detect_every must be >= 1, got {crop.detect_every}")
     if crop.predict_every < 1:

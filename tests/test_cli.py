@@ -197,6 +197,7 @@ BAD_VALUES = [
     (["--min-face-fraction", "1.5"], "min_face_fraction"), (["--detect-every", "0"], "detect_every"),
     (["--predict-every", "0"], "predict_every"),
     (["--seed", "3"], "does not take --seed"),
+    (["--short-side", "100000"], "from 16 to 4096"), (["--crop-size", "100000"], "from 16 to 4096"),
     (["--ray", "bogus://"], "--ray 'bogus://'"), (["--ray", "1.2.3"], "ray://HOST:PORT"),
 ]
 
