@@ -5,7 +5,10 @@ import os
 
 import hashlib
 import json
+import shutil
+import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,19 +125,62 @@ class AvcorrRun:
     test_shard: Path
 
 
+AVCORR_TIMEOUT_S = 1800
+AVCORR_KEY = pytest.StashKey[tuple]()          # (training process, its root folder)
+
+
+def _uses_avcorr(item) -> bool:
+    return "avcorr_run" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items):
+    """When some selected test needs the avcorr run, start training it now in a process of
+    its own (tests/avcorr_train.py, one thread) and move those tests to the end: the
+    training then runs on the second core while the other tests run (the session took
+    ~450 s with it trained in line on this 2-core machine)."""
+    users = [item for item in items if _uses_avcorr(item)]
+    if not users:
+        return
+    items[:] = [item for item in items if not _uses_avcorr(item)] + users
+    if config.option.collectonly:
+        return
+    root = Path(tempfile.mkdtemp(prefix="avcorr-"))
+    log = open(root / "train.log", "wb")
+    proc = subprocess.Popen([PY, str(Path(__file__).with_name("avcorr_train.py")), str(root)],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    log.close()
+    config.stash[AVCORR_KEY] = (proc, root)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    started = session.config.stash.get(AVCORR_KEY, None)
+    if started is None:
+        return
+    proc, root = started
+    if proc.poll() is None:           # the session ended early (-x, Ctrl-C): stop the training
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def avcorr_run(tmp_path_factory) -> AvcorrRun:
-    from avprep.testing import avcorr
-    from glcm.config import avcorr as avcorr_preset
-    from glcm.train import train
-    root = tmp_path_factory.mktemp("avcorr")
-    avcorr.write_shards(avcorr.make_clips(96, seed=1, obj=22), str(root), per_shard=16, prefix="train",
-                        annotations=False)
-    avcorr.write_shards(avcorr.make_clips(32, seed=2, obj=22), str(root), per_shard=32, prefix="test")
-    cfg = avcorr_preset()
-    cfg.data.shards, cfg.train.out = str(root / "train-{000000..000005}.tar"), str(root / "run")
-    # two threads: the loader worker is light (64 px frames), so the second core goes to the
-    # model (the fixture took 146 s instead of 189 s; the preset keeps 1 for loaded machines)
-    cfg.train.threads = min(2, len(os.sched_getaffinity(0)))
-    last = train(cfg)
-    return AvcorrRun(root, cfg, root / "run" / "checkpoint.pt", last, root / "test-000000.tar")
+def avcorr_run(request) -> AvcorrRun:
+    from avcorr_train import config
+    started = request.config.stash.get(AVCORR_KEY, None)
+    if started is None:
+        pytest.fail("the avcorr run was not started at collection (conftest.pytest_collection_modifyitems)")
+    proc, root = started
+    try:
+        rc = proc.wait(timeout=AVCORR_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"training the avcorr run took over {AVCORR_TIMEOUT_S} s")
+    if rc != 0:
+        tail = (root / "train.log").read_text(errors="replace")[-3000:]
+        pytest.fail(f"training the avcorr run failed (exit {rc}):\n{tail}")
+    last = json.loads((root / "last.json").read_text())
+    return AvcorrRun(root, config(root), root / "run" / "checkpoint.pt", last, root / "test-000000.tar")
