@@ -11,7 +11,7 @@ import numpy as np
 from avprep import fsio
 from avprep.config import ConfigError
 from avprep.format import LANDMARKS, TRANSFORM, FormatError, SampleMeta, expand_shards, open_sample
-from avprep.tools import TAR_ERRORS, iter_raw
+from avprep.tools import TAR_ERRORS, iter_raw, tar_error
 
 
 @dataclass
@@ -56,13 +56,8 @@ def _collect(shards: list[str], count: int, frames_per_row: int) -> tuple[list[D
                 if len(drawn) >= count:
                     return drawn, skipped
         except TAR_ERRORS as exc:
-            skipped.append(f"{shard}: unreadable ({type(exc).__name__}: {_first_arg(exc)})")
+            skipped.append(f"{shard}: unreadable ({tar_error(exc)})")
     return drawn, skipped
-
-
-def _first_arg(exc: BaseException) -> object:
-    """webdataset's tar errors carry (message, file object, name): the message alone."""
-    return exc.args[0] if len(exc.args) > 1 and isinstance(exc.args[0], str) else exc
 
 
 def check_png_out(out_path: str, example: str = "preview.png") -> None:

@@ -20,6 +20,13 @@ MANIFEST = "manifest.json"
 TAR_ERRORS = (OSError, ValueError, EOFError, tarfile.TarError)
 
 
+def tar_error(exc: BaseException) -> str:
+    """`Type: message` of a damaged tar's error. webdataset's carry (message @ file object,
+    file object, name): the message alone, without the file object's repr."""
+    message = exc.args[0] if len(exc.args) > 1 and isinstance(exc.args[0], str) else str(exc)
+    return f"{type(exc).__name__}: {message.split(' @ <')[0]}"
+
+
 def iter_raw(shards: list[str]) -> Iterator[dict]:
     """Raw samples of shard paths from `expand_shards` (bytes only; nothing decoded, nothing
     unpickled). Raises TAR_ERRORS for a damaged tar."""
@@ -92,7 +99,7 @@ def inspect_shards(spec: str | list[str], allow_commands: bool = False) -> Inspe
             for sample in iter_raw([shard]):
                 _inspect_sample(sample, res)
         except TAR_ERRORS as exc:
-            res.unreadable.append(f"{shard}: {exc}")
+            res.unreadable.append(f"{shard}: {tar_error(exc)}")
         _inspect_stats(shard, res)
     return res
 
@@ -272,7 +279,7 @@ def _verify_shard(shard: str, expected: int | None, res: Verification, keys: dic
             count += 1
             _verify_sample(shard, sample, res, keys)
     except TAR_ERRORS as exc:
-        res.bad.append((shard, f"unreadable shard after {count} samples: {type(exc).__name__}: {exc}"))
+        res.bad.append((shard, f"unreadable shard after {count} samples: {tar_error(exc)}"))
         return
     finally:
         res.checked += count

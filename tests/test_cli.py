@@ -87,6 +87,12 @@ def test_verify_ok_and_bad(cli_build, tmp_path):
     (bad / "videos-000000.tar").write_bytes(data[: len(data) // 2])
     code, text = run("verify", bad)
     assert code == 1 and "BAD" in text
+    # cut inside the first member: the tar itself is unreadable, said without object reprs
+    (bad / "videos-000000.tar").write_bytes(data[:3000])
+    code, text = run("verify", bad)
+    assert code == 1 and "unreadable shard after 0 samples: ReadError: unexpected end of data" in text, text
+    code, text = run("inspect", bad)
+    assert "unreadable: " in text and "ReadError: unexpected end of data" in text and "<_io" not in text, text
 
 
 def test_preview(cli_build, tmp_path):
