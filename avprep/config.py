@@ -142,12 +142,12 @@ def validate(cfg: BuildConfig) -> None:
     check_name("shard_prefix", cfg.shard_prefix)
     if cfg.decode_threads < 0:
         raise ConfigError(f"decode_threads must be >= 0 (0: ffmpeg decides), got {cfg.decode_threads}")
-    _check_number("timeout_base_s", cfg.timeout_base_s, low=0, low_open=True)
-    _check_number("timeout_per_s", cfg.timeout_per_s, low=0)
+    check_number("timeout_base_s", cfg.timeout_base_s, low=0, low_open=True)
+    check_number("timeout_per_s", cfg.timeout_per_s, low=0)
 
 
 def _check_video(video: VideoConfig) -> None:
-    _check_number("fps", video.fps, low=0, low_open=True)
+    check_number("fps", video.fps, low=0, low_open=True)
     if video.short_side != 0 and (video.short_side < 16 or video.short_side % 2 or video.short_side > MAX_SIDE):
         raise ConfigError(f"short_side must be 0 (keep the size) or an even number from 16 to {MAX_SIDE}, "
                           f"got {video.short_side}")
@@ -164,7 +164,7 @@ def _check_audio(audio: AudioConfig) -> None:
 
 
 def _check_clip(clip: ClipConfig, fps: float) -> None:
-    _check_number("max_seconds", clip.max_seconds, low=0, low_open=True)
+    check_number("max_seconds", clip.max_seconds, low=0, low_open=True)
     if clip.min_frames < 1:
         raise ConfigError(f"min_frames must be >= 1, got {clip.min_frames}")
     if clip.max_seconds * fps < clip.min_frames:
@@ -184,15 +184,15 @@ def validate_crop(crop: CropConfig) -> None:
         raise ConfigError(f"detect_every must be >= 1, got {crop.detect_every}")
     if crop.predict_every < 1:
         raise ConfigError(f"predict_every must be >= 1, got {crop.predict_every}")
-    _check_number("face_margin", crop.face_margin, low=0)
-    _check_number("lip_fraction", crop.lip_fraction, low=0, high=1, low_open=True)
-    _check_number("max_gap_s", crop.max_gap_s, low=0)
-    _check_number("min_face_fraction", crop.min_face_fraction, low=0, high=1)
-    _check_number("landmark_window_s", crop.landmark_window_s, low=0)
-    _check_number("transform_window_s", crop.transform_window_s, low=0)
+    check_number("face_margin", crop.face_margin, low=0)
+    check_number("lip_fraction", crop.lip_fraction, low=0, high=1, low_open=True)
+    check_number("max_gap_s", crop.max_gap_s, low=0)
+    check_number("min_face_fraction", crop.min_face_fraction, low=0, high=1)
+    check_number("landmark_window_s", crop.landmark_window_s, low=0)
+    check_number("transform_window_s", crop.transform_window_s, low=0)
 
 
-def _check_number(name: str, value: float, low: float, high: float | None = None, low_open: bool = False) -> None:
+def check_number(name: str, value: float, low: float, high: float | None = None, low_open: bool = False) -> None:
     """A finite number in [low, high] (or (low, high] with low_open)."""
     ok = math.isfinite(value) and (value > low if low_open else value >= low) and (high is None or value <= high)
     if not ok:

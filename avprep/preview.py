@@ -1,7 +1,6 @@
 """Contact sheets: frames along time with the mel spectrogram under them on the same axis."""
 from __future__ import annotations
 
-import math
 import os
 from contextlib import closing
 from dataclasses import dataclass
@@ -9,7 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from avprep import fsio
-from avprep.config import ConfigError
 from avprep.format import LANDMARKS, TRANSFORM, FormatError, SampleMeta, expand_shards, open_sample
 from avprep.tools import TAR_ERRORS, iter_raw, tar_error
 
@@ -130,13 +128,13 @@ def preview_crops(video: str, out_path: str, kind: str = "lips", fps: float = 25
     import cv2
 
     from avprep.clips import iter_clips
-    from avprep.config import AudioConfig, BuildConfig, ClipConfig, CropConfig, VideoConfig, validate_crop
+    from avprep.config import (AudioConfig, BuildConfig, ClipConfig, CropConfig, VideoConfig, check_number,
+                               validate_crop)
     from avprep.faces.draw import draw_landmarks
     from avprep.faces.stage import crop_clip
     from avprep.items import SourceItem
 
-    if not (math.isfinite(fps) and fps > 0):
-        raise ConfigError(f"--fps must be a finite number > 0, got {fps}")
+    check_number("--fps", fps, low=0, low_open=True)
     crop = CropConfig(kind=kind, size=size)
     validate_crop(crop)
     check_png_out(out_path, "crops.png")
