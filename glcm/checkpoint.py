@@ -70,15 +70,37 @@ def _load_problem(exc: BaseException) -> str:
     return text.split(". ")[0][:160]
 
 
+def kind_of(data: dict) -> str:
+    """What a loaded checkpoint file is: "encoder" (glcm export-encoder), "finetuned" (glcm
+    finetune: its config has a task section) or "pretraining" (glcm train)."""
+    if data.get("format") == ENCODER_FORMAT:
+        return "encoder"
+    config = data.get("config")
+    return "finetuned" if isinstance(config, dict) and isinstance(config.get("task"), dict) else "pretraining"
+
+
+def require_pretraining(data: dict, path: str | Path, encoder_ok: bool = False, option: str = "") -> str:
+    """The one check of "is this a pretraining checkpoint": a finetuned model, or an encoder
+    file unless `encoder_ok`, is one CheckpointError line saying what the file is and what
+    to give instead (`option` names the flag, e.g. "--init"). Returns kind_of(data)."""
+    kind = kind_of(data)
+    wanted = "a pretraining run's checkpoint.pt (glcm train)" + (" or an export-encoder file" if encoder_ok else "")
+    where = f"{option} {path}" if option else str(path)
+    if kind == "finetuned":
+        name = data["config"]["task"].get("name")
+        model = f"a finetuned {name} model" if isinstance(name, str) and name else "a finetuned model"
+        raise CheckpointError(f"{where} is {model} (glcm finetune); give {wanted}")
+    if kind == "encoder" and not encoder_ok:
+        name = data.get("name")
+        encoder = f"the {name} encoder" if isinstance(name, str) and name else "one encoder"
+        raise CheckpointError(f"{where} holds only {encoder} (glcm export-encoder), not a whole model; give {wanted}")
+    return kind
+
+
 def load_training(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict, GLCMConfig]:
-    """A training checkpoint and the config it was trained with."""
+    """A pretraining checkpoint and the config it was trained with."""
     data = load(path, map_location)
-    if data["format"] != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} holds one encoder, not a training checkpoint; give a run's checkpoint.pt")
-    task = data["config"].get("task") if isinstance(data.get("config"), dict) else None
-    if isinstance(task, dict):
-        raise CheckpointError(f"{path} is a finetuned {task.get('name', '')} model (glcm finetune); give a "
-                              "pretraining run's checkpoint.pt (glcm train)")
+    require_pretraining(data, path)
     try:
         return data, from_dict(data["config"])
     except (KeyError, ConfigError) as exc:

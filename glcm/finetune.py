@@ -569,12 +569,9 @@ def init_model(path: str) -> dict:
     """The model section (architecture) of an --init checkpoint or encoder file."""
     from glcm import checkpoint as ckpt
     data = ckpt.load(path)
-    if data["format"] == ckpt.ENCODER_FORMAT:
+    if ckpt.require_pretraining(data, path, encoder_ok=True, option="--init") == "encoder":
         return dict(data["model_config"])
     config = data.get("config")
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
         raise ckpt.CheckpointError(f"{path}: its config cannot be read (no model section)")
-    if isinstance(config.get("task"), dict):
-        raise ckpt.CheckpointError(f"--init {path} is a finetuned {config['task'].get('name', '')} model (glcm "
-                                   "finetune); give a pretraining checkpoint.pt (glcm train) or an export-encoder file")
     return dict(config["model"])

@@ -258,7 +258,7 @@ BAD = [
     ("init missing", lambda t, p: ["--task", "esc50", "--shards", esc_like(t / "e"), "--init", t / "no.pt"],
      "does not exist"),
     ("init a finetuned model", finetuned_file, "esc.pt is a finetuned esc50 model (glcm finetune); give a "
-                                               "pretraining checkpoint.pt"),
+                                               "pretraining run's checkpoint.pt (glcm train) or an export-encoder file"),
     ("init a text file", lambda t, p: ["--task", "esc50", "--shards", esc_like(t / "e"), "--init", text_file(t)],
      "notes.txt is not a readable GLCM checkpoint (not a PyTorch file)"),      # was a KeyError traceback
     ("split 4", lambda t, p: ["--task", "ucf101", "--shards", "x", "--init", "scratch", "--split", 4],
@@ -276,6 +276,29 @@ BAD = [
     ("a per-split build's top folder", lambda t, p: ["--task", "lrw", "--shards", split_build(t), "--init", "scratch"],
      "--shards: no shards found at"),                 # and the hint, checked in the test
 ]
+
+
+def test_one_check_says_what_kind_of_checkpoint_a_file_is(tmp_path):
+    """load_training (localize, export-encoder) and finetune's --init refused a finetuned model
+    with two different checks and messages; both now ask checkpoint.require_pretraining."""
+    from glcm.finetune import init_model
+    finetuned, encoder = tmp_path / "esc.pt", tmp_path / "audio.pt"
+    torch.save({"format": ckpt.CHECKPOINT_FORMAT, "config": {"model": {"width": 4}, "task": {"name": "esc50"}}},
+               finetuned)
+    torch.save({"format": ckpt.ENCODER_FORMAT, "name": "audio", "model_config": {"width": 4}, "state": {}}, encoder)
+    said = "is a finetuned esc50 model (glcm finetune); give a pretraining run's checkpoint.pt (glcm train)"
+    with pytest.raises(ckpt.CheckpointError) as exc:
+        ckpt.load_training(finetuned)
+    assert str(exc.value) == f"{finetuned} {said}"
+    with pytest.raises(ckpt.CheckpointError) as exc:
+        init_model(str(finetuned))
+    assert str(exc.value) == f"--init {finetuned} {said} or an export-encoder file"
+    with pytest.raises(ckpt.CheckpointError) as exc:
+        ckpt.load_training(encoder)
+    assert str(exc.value) == (f"{encoder} holds only the audio encoder (glcm export-encoder), not a whole model; "
+                              "give a pretraining run's checkpoint.pt (glcm train)")
+    assert init_model(str(encoder)) == {"width": 4}                  # an encoder file is a fine --init
+    assert [ckpt.kind_of(torch.load(p, weights_only=True)) for p in (finetuned, encoder)] == ["finetuned", "encoder"]
 
 
 @pytest.mark.parametrize("case,args,says", BAD, ids=[b[0] for b in BAD])
