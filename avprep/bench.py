@@ -23,7 +23,7 @@ import numpy as np
 from avprep.config import BuildConfig, ClipConfig
 from avprep.decode import frame_geometry
 from avprep.items import SourceItem
-from avprep.probe import ffmpeg_exe, probe
+from avprep.probe import ffmpeg_exe, local_path, probe
 
 SHARED_MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 
@@ -66,7 +66,7 @@ def kinetics_like_files(tmp: str) -> list[str]:
 
 def bare_decode(path: str, cfg: BuildConfig) -> None:
     geo = frame_geometry(probe(path), cfg.video.short_side, cfg.video.square)
-    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-threads", "1", "-i", path,
+    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-threads", "1", "-i", local_path(path),
             "-vf", f"fps={cfg.video.fps:g},scale={geo.width}:{geo.height}", "-f", "rawvideo",
             "-pix_fmt", "rgb24", "-"]
     subprocess.run(args, stdout=subprocess.DEVNULL, check=True)

@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 import ffmpeg
 import numpy as np
 
-from avprep.probe import MediaError, MediaInfo, check_file, ffmpeg_exe, parse_probe, probe
+from avprep.probe import MediaError, MediaInfo, check_file, ffmpeg_exe, local_path, parse_probe, probe
 
 _PTS = re.compile(r"\bn:\s*(\d+)\s+pts:\s*(-?\d+)\s+pts_time:(-?[\d.]+)")
 # the input dump (all a probe prints) ends where ffmpeg starts describing its outputs
@@ -172,7 +172,7 @@ def _input(path: str, cut_start: float | None, cut_end: float | None, threads: i
         opts["ss"] = f"{cut_start:.6f}"
     if cut_end is not None:
         opts["to"] = f"{cut_end:.6f}"
-    return ffmpeg.input(path, **opts)
+    return ffmpeg.input(local_path(path), **opts)      # `x:a.mp4` is a file, not a protocol
 
 
 def _video_output(inp, fps: float, geometry: FrameGeometry, target: str = "pipe:"):

@@ -26,9 +26,11 @@ class OutputError(Exception):
     """An output problem the user can fix; str() is one line saying what to do."""
 
 
-def local_path(path: str) -> str:
+def local_path(path: str | os.PathLike) -> str:
     """`path` as ffmpeg reads a local file: a relative path whose first part holds ':'
-    (`pipe:x.mp4`, a folder `pipe:c/`) gets a leading './', else ffmpeg takes it for a protocol."""
+    (`pipe:x.mp4`, a folder `pipe:c/`) gets a leading './', else ffmpeg takes it for a protocol.
+    Idempotent: './x:a.mp4' stays as it is."""
+    path = os.fspath(path)
     if ":" in path.split(os.sep, 1)[0] and not os.path.isabs(path):
         return os.path.join(".", path)
     return path

@@ -13,6 +13,8 @@ import subprocess
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from avprep.fsio import local_path
+
 
 class MediaError(Exception):
     """A file that cannot be used; `reason` is the short outcome code stored as data."""
@@ -94,7 +96,7 @@ def probe(path: str) -> MediaInfo:
     """Streams of `path`; raises MediaError(missing/empty/unreadable/corrupt)."""
     check_file(path)
     try:
-        proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", path],
+        proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", local_path(path)],
                               capture_output=True, timeout=60)
     except subprocess.TimeoutExpired as e:
         raise MediaError("unreadable", "ffmpeg probe timed out") from e

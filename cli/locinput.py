@@ -150,11 +150,11 @@ def write_overlay_video(frames: np.ndarray, fps: float, source: str, start_s: fl
     import ffmpeg
 
     from avprep.fsio import atomic_writer
-    from avprep.probe import ffmpeg_exe
+    from avprep.probe import ffmpeg_exe, local_path
     n, h, w = frames.shape[:3]
     video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}", framerate=fps) \
         .filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2")          # yuv420p needs even sides (--short-side 129)
-    audio = ffmpeg.input(source, ss=f"{start_s:.6f}", t=f"{n / fps:.6f}").audio
+    audio = ffmpeg.input(local_path(source), ss=f"{start_s:.6f}", t=f"{n / fps:.6f}").audio
     with atomic_writer(out) as f:      # absolute names: never read by ffmpeg as a protocol (pipe:...)
         args = ffmpeg.output(video, audio, os.path.abspath(f.name), format="mp4", vcodec="libx264", pix_fmt="yuv420p",
                              preset="veryfast", crf=20, acodec="aac", movflags="+faststart") \

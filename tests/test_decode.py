@@ -230,3 +230,17 @@ def test_audio_late_in_the_file_does_not_block_the_one_process_decode(tmp_path, 
     energy = (10.0 ** (mel.astype(np.float64) / 10.0)).reshape(80, n, 10).sum(axis=(0, 2))
     assert white == flashes
     assert [int(i) for i in np.flatnonzero(energy > 0.5 * energy.max())] == flashes
+
+
+@pytest.mark.parametrize("name", ["x:clip.mp4", "pipe:c/a.mp4"])
+def test_relative_names_with_a_colon_are_files_not_protocols(tmp_path, monkeypatch, name):
+    """`x:clip.mp4` (or a folder `pipe:c/`) given relative: ffmpeg would take `x:` for a
+    protocol ("Protocol not found"); probe, decode and the faces reader all read the file."""
+    from avprep.faces.video import read_frames
+    (tmp_path / name).parent.mkdir(exist_ok=True)
+    write_video(str(tmp_path / name), pattern_frames(12, 32, 48), 10.0, tone(1.2))
+    monkeypatch.chdir(tmp_path)
+    assert probe(name).video.width == 48
+    got = clips(name, cfg_for(min_frames=8))
+    assert [c.num_frames for c in got] == [12] and got[0].mel is not None
+    assert read_frames(name)[0].shape == (12, 32, 48, 3)

@@ -9,7 +9,7 @@ import subprocess
 
 import numpy as np
 
-from avprep.probe import MediaError, ffmpeg_exe, probe
+from avprep.probe import MediaError, ffmpeg_exe, local_path, probe
 
 
 def read_frames(path: str, grey: bool = False, max_frames: int | None = None,
@@ -21,7 +21,7 @@ def read_frames(path: str, grey: bool = False, max_frames: int | None = None,
     w, h = info.video.width, info.video.height
     pix_fmt, channels = ("gray", 1) if grey else ("rgb24", 3)
     args = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin",
-            "-threads", str(threads), "-i", path, "-map", "0:v:0"]
+            "-threads", str(threads), "-i", local_path(path), "-map", "0:v:0"]
     if max_frames is not None:
         args += ["-frames:v", str(max_frames)]
     args += ["-f", "rawvideo", "-pix_fmt", pix_fmt, "-fps_mode", "passthrough", "pipe:"]
