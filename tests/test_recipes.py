@@ -293,3 +293,27 @@ def test_a_binary_annotation_file_is_named(tmp_path, reader, name):
     with pytest.raises(ConfigError, match="is not a UTF-8 text file") as err:
         getattr(importlib.import_module(module), func)(str(target))
     assert str(tmp_path / name) in str(err.value)
+
+
+@pytest.mark.parametrize("text,says", [
+    ("", "is empty"),
+    ("hello world\n", "is not a Kinetics annotation CSV (its header lacks youtube_id,time_start,time_end"),
+    ("youtube_id,time_start,time_end\n", "lists no clips"),
+    ("label,youtube_id,time_start,time_end\nx,abc,zz,3\n", ":2: time_start and time_end must be seconds"),
+])
+def test_a_csv_that_lists_no_kinetics_clips_is_named(tmp_path, text, says):
+    """`--csv notes.txt` said only "found no inputs in ROOT": the CSV and its columns are named."""
+    (tmp_path / "notes.txt").write_text(text)
+    (tmp_path / "v").mkdir()
+    with pytest.raises(ConfigError) as err:
+        build_recipe(RECIPES["kinetics"], {"root": str(tmp_path / "v"), "csv": [str(tmp_path / "notes.txt")]},
+                     str(tmp_path / "o"))
+    assert f"{tmp_path / 'notes.txt'}" in str(err.value) and says in str(err.value), err.value
+    assert "youtube_id" in str(err.value) or says.startswith(":2")
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_empty_avspeech_csv_is_named(tmp_path):
+    (tmp_path / "avspeech_train.csv").write_text("\n")
+    with pytest.raises(ConfigError, match=r"avspeech_train.csv lists no clips \(expected headerless rows"):
+        build_recipe(RECIPES["avspeech"], {"root": str(tmp_path)}, str(tmp_path / "o"))

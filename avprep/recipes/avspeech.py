@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import os
 
-from avprep.config import BuildConfig
+from avprep.config import BuildConfig, ConfigError
 from avprep.items import SourceItem
 from avprep.recipes.common import MediaIndex, open_text
 from avprep.recipes.registry import Recipe
@@ -27,6 +27,8 @@ def read_avspeech_csv(path: str) -> list[tuple[str, float, float, float, float]]
                 rows.append((row[0], float(row[1]), float(row[2]), float(row[3]), float(row[4])))
             except ValueError as e:
                 raise ValueError(f"{path}:{line_no}: {e} (AVSpeech CSVs have no header)") from e
+    if not rows:
+        raise ConfigError(f"{path} lists no clips (expected headerless rows youtube_id,start,end,face_x,face_y)")
     return rows
 
 

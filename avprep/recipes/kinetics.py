@@ -34,13 +34,34 @@ def find_csvs(root: str) -> list[str]:
                   if n.endswith(".csv") and not (built_here and n in BUILD_CSVS))
 
 
+COLUMNS = ("youtube_id", "time_start", "time_end")       # needed; `label` and `split` optional
+_EXPECTED = "a header line label,youtube_id,time_start,time_end,split and one row per clip"
+
+
 def read_kinetics_csv(path: str) -> list[dict]:
+    """The rows of a Kinetics annotation CSV; ConfigError naming `path` (and the line) for a
+    file without the needed columns, without rows, or with times that are not numbers."""
     with open_text(path) as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        if "youtube_id" not in row or "time_start" not in row:
-            raise ValueError(f"{path} is not a Kinetics annotation CSV (need youtube_id,time_start,time_end)")
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None:
+            raise ConfigError(f"{path} is empty (expected {_EXPECTED})")
+        lacking = [c for c in COLUMNS if c not in reader.fieldnames]
+        if lacking:
+            raise ConfigError(f"{path} is not a Kinetics annotation CSV (its header lacks {','.join(lacking)}; "
+                              f"expected {_EXPECTED})")
+        rows = [_checked_row(path, reader.line_num, row) for row in reader]
+    if not rows:
+        raise ConfigError(f"{path} lists no clips (expected {_EXPECTED})")
     return rows
+
+
+def _checked_row(path: str, line: int, row: dict) -> dict:
+    try:
+        float(row["time_start"]), float(row["time_end"])
+    except (TypeError, ValueError):
+        raise ConfigError(f"{path}:{line}: time_start and time_end must be seconds, got "
+                          f"{row['time_start']!r}, {row['time_end']!r}") from None
+    return row
 
 
 def loose_name(name: str) -> str:
