@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from avprep import fsio
-from avprep.config import BuildConfig, ClipConfig, VideoConfig
+from avprep.config import BuildConfig, ClipConfig, ConfigError, VideoConfig
 from avprep.pipeline import build_dataset, format_summary
 from avprep.preview import preview
 from avprep.recipes import RECIPES, build_recipe, prepare_kav
@@ -37,14 +37,66 @@ def avcorr_clip(rng: np.random.Generator, seconds: float, fps: float, sample_rat
     return clip.frames, clip.audio
 
 
+# A generated corpus records what it was made with in <corpus>/demo.json; a rerun into the
+# same --out reuses it only when that matches (its shards and runs were made from it).
+MADE_WITH = "demo.json"
+OPTIONS = {"videos": "--videos"}      # recorded settings a user sets, as the option spells them
+
+
+def demo_corpus_settings(videos: int) -> dict:
+    return {"videos": videos, "kinetics_seed": 0, "avspeech_seed": 1, "clip_seconds": 5, "size": 64}
+
+
+def downstream_corpus_settings(clips: int) -> dict:
+    return {"clips": clips, "seed": 7}
+
+
+def check_made_with(folder: str, settings: dict, made: str) -> None:
+    """ConfigError (one line) when `folder` holds a corpus made with other `settings`, or an
+    older demo's corpus (its `made` file but no record); nothing there is fine."""
+    record = os.path.join(folder, MADE_WITH)
+    if not os.path.exists(record):
+        if os.path.exists(made):
+            raise ConfigError(f"{folder} holds a corpus of an older demo (no {MADE_WITH} says what it was made "
+                              "with); remove that --out folder or choose another --out")
+        return
+    try:
+        with open(record, encoding="utf-8") as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        old = None
+    if old != settings:
+        was = _settings_text(old, settings) if isinstance(old, dict) else f"an unreadable {MADE_WITH}"
+        raise ConfigError(f"{folder} was generated with {was}, not {_settings_text(settings, old)}: rerun "
+                          "with the same values, or choose another --out")
+
+
+def _settings_text(settings: dict, other) -> str:
+    """The settings of `settings` that differ from `other`, as the user types them."""
+    other = other if isinstance(other, dict) else {}
+    keys = [k for k in settings if settings[k] != other.get(k)] or list(settings)
+    return ", ".join(f"{OPTIONS[k]} {settings[k]}" if k in OPTIONS else f"{k}={settings[k]}" for k in keys)
+
+
+def make_once(folder: str, settings: dict, made: str, make) -> None:
+    """Run `make()` unless `folder` already holds its corpus (the `made` file) made with
+    `settings`; the record is written first, so an interrupted generation is redone."""
+    check_made_with(folder, settings, made)
+    if not os.path.exists(made):
+        fsio.make_output_dir(folder)
+        fsio.atomic_write_json(os.path.join(folder, MADE_WITH), settings)
+        make()
+
+
 def make_demo_corpus(root: str, videos: int) -> tuple[str, str]:
     kin, avs = os.path.join(root, "kinetics"), os.path.join(root, "avspeech")
-    common = dict(clip_fn=avcorr_clip, width=64, height=64)
-    if not os.path.exists(os.path.join(kin, "train.csv")):
-        make_kinetics_corpus(kin, videos, seed=0, layout="per_label", clip_seconds=5, missing_every=0,
-                             csv_name="train.csv", **common)
-    if not os.path.exists(os.path.join(avs, "avspeech_train.csv")):
-        make_avspeech_corpus(avs, videos, seed=1, whole_downloads=True, clip_seconds=5, missing_every=0, **common)
+    s = demo_corpus_settings(videos)
+    common = dict(clip_fn=avcorr_clip, width=s["size"], height=s["size"], clip_seconds=s["clip_seconds"],
+                  missing_every=0)
+    make_once(root, s, os.path.join(kin, "train.csv"), lambda: make_kinetics_corpus(
+        kin, videos, seed=s["kinetics_seed"], layout="per_label", csv_name="train.csv", **common))
+    make_once(root, s, os.path.join(avs, "avspeech_train.csv"), lambda: make_avspeech_corpus(
+        avs, videos, seed=s["avspeech_seed"], whole_downloads=True, **common))
     return kin, avs
 
 
@@ -53,6 +105,9 @@ def run_demo(out: str, videos: int = 12, train_steps: int = 300, workers: int = 
     t0 = time.time()
     fsio.make_output_dir(out)        # a file or an unwritable place: one line, before any work
     corpus = os.path.join(out, "corpus")
+    check_made_with(corpus, demo_corpus_settings(videos), os.path.join(corpus, "kinetics", "train.csv"))
+    if train_steps > 0 and probe_steps > 0:
+        check_made_with(*_esc50_corpus(os.path.join(out, "downstream"), probe_clips))
     kin, avs = make_demo_corpus(corpus, videos)
     echo(f"[1/5] corpus: {videos} Kinetics-layout clips + {videos} AVSpeech-layout downloads in {corpus}")
     items = prepare_kav(kin, avs, per_source=videos, seed=0)
@@ -131,10 +186,9 @@ def downstream_demo(out: str, checkpoint: str, clips: int, steps: int, workers: 
     --mode linear`) of the pretrained audio encoder and of a random one at equal steps ->
     `glcm report`. A rerun into the same folder reuses the corpus and shards and re-scores."""
     from glcm.report import write_report
-    corpus_dir, shards = os.path.join(out, "corpus"), os.path.join(out, "shards")
-    if not os.path.exists(os.path.join(corpus_dir, "ESC-50", "meta", "esc50.csv")):
-        make_colour_esc50_corpus(corpus_dir, clips, seed=7)
-    root = os.path.join(corpus_dir, "ESC-50")
+    corpus_dir, settings, made = _esc50_corpus(out, clips)
+    make_once(corpus_dir, settings, made, lambda: make_colour_esc50_corpus(corpus_dir, clips, seed=settings["seed"]))
+    root, shards = os.path.join(corpus_dir, "ESC-50"), os.path.join(out, "shards")
     echo(f"[5/5] downstream: avcorr sounds in the ESC-50 layout in {root} (label: the sounding colour, 8 classes)")
     done = build_recipe(RECIPES["esc50"], {"root": root}, shards, workers=workers, progress=False)
     echo("      avprep build esc50: " + format_summary(done[0].result.summary).replace("\n", "\n      "))
@@ -149,6 +203,12 @@ def downstream_demo(out: str, checkpoint: str, clips: int, steps: int, workers: 
     echo(f"      pretrained {pre:.1f}% vs scratch {scratch:.1f}% (linear probe, {found['pretrained']['videos']} "
          f"held-out sounds, chance {100 / 8:.1f}%); report {report}")
     return {"pretrained": found["pretrained"]["top1"], "scratch": found["scratch"]["top1"], "report": report}
+
+
+def _esc50_corpus(out: str, clips: int) -> tuple[str, dict, str]:
+    """The downstream corpus folder, its settings and the file that says it is complete."""
+    corpus_dir = os.path.join(out, "corpus")
+    return corpus_dir, downstream_corpus_settings(clips), os.path.join(corpus_dir, "ESC-50", "meta", "esc50.csv")
 
 
 def _loss_records(log_path: str) -> tuple[dict, dict]:

@@ -5,11 +5,13 @@ report`, and the printed figure. The whole demo (pretraining included) is `./run
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
 import pytest
 
+from avprep.config import ConfigError
 from avprep.testing.downstream import COLOURS
 from cli.demo import downstream_demo
 from test_cli import run
@@ -58,3 +60,32 @@ def test_demo_out_a_file_is_one_line(tmp_path):
 def test_demo_refuses_negative_probe_steps(tmp_path):
     code, out = run("demo", "--probe-steps", "-1", "--out", tmp_path / "demo")
     assert code == 2 and "error: --probe-steps -1" in out and not (tmp_path / "demo").exists(), out
+
+
+def test_a_corpus_made_with_other_settings_is_not_reused(tmp_path, monkeypatch):
+    """The demo reused OUT/corpus whenever train.csv existed, even one made with another
+    --videos; now it records what it was made with and refuses another (one line, rc 2)."""
+    import cli.demo as demo
+    made = []
+
+    def fake(kind, name):
+        def make(root, n, **kw):
+            made.append((kind, n, kw["seed"]))
+            os.makedirs(root, exist_ok=True)
+            Path(root, name).write_text("x\n")
+        return make
+
+    monkeypatch.setattr(demo, "make_kinetics_corpus", fake("kinetics", "train.csv"))
+    monkeypatch.setattr(demo, "make_avspeech_corpus", fake("avspeech", "avspeech_train.csv"))
+    corpus = tmp_path / "demo" / "corpus"
+    demo.make_demo_corpus(str(corpus), 2)
+    demo.make_demo_corpus(str(corpus), 2)                        # the same settings: reused
+    assert made == [("kinetics", 2, 0), ("avspeech", 2, 1)]
+    with pytest.raises(ConfigError, match="generated with --videos 2, not --videos 3: rerun with the same"):
+        demo.make_demo_corpus(str(corpus), 3)
+    code, out = run("demo", "--videos", "3", "--out", tmp_path / "demo")
+    assert code == 2 and out.startswith(f"error: {corpus} was generated with --videos 2") and out.count("\n") == 1, out
+    assert sorted(os.listdir(tmp_path / "demo")) == ["corpus"] and len(made) == 2
+    (corpus / demo.MADE_WITH).unlink()                           # an older demo's corpus: no record
+    with pytest.raises(ConfigError, match="holds a corpus of an older demo"):
+        demo.make_demo_corpus(str(corpus), 2)
