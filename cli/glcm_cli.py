@@ -357,8 +357,10 @@ def localize(
     device: str = typer.Option("auto", help="auto (CUDA when there is one), cpu or cuda."),
 ) -> None:
     """Sound-source heatmaps of videos: the global path's map per window, upsampled onto the
-    frames. A video that cannot be used (no audio, undecodable, shorter than the model's clip)
-    is recorded with its reason in localize.json; exit 1 when no video worked."""
+    frames. A clip shorter than the model's window is looped to one window and drawn on its
+    real frames (localize.json: padded_frames). A video that cannot be used (no audio,
+    undecodable, no frame with audio) is recorded with its reason in localize.json; exit 1
+    when no video worked."""
     with one_line_errors():
         from avprep.fsio import make_output_dir
         from cli.locinput import run_localize
@@ -375,6 +377,9 @@ def localize(
         records = run_localize(model, cfg, list(videos), out, opts)
     for r in records:
         done = f"{r['overlay']}, {r['sheet']}" if r["ok"] else f"{r['reason']}: {r['message']}"
+        if r.get("padded_frames"):
+            done += (f" ({r['frames']} frames, shorter than the model's {r['frames'] + r['padded_frames']}-frame "
+                     f"window: looped to fill it, {r['padded_frames']} padded frames not drawn)")
         typer.echo(f"{r['video']}: {done}")
     if not any(r["ok"] for r in records):
         typer.echo("error: no video could be localised (reasons above and in localize.json)", err=True)

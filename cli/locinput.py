@@ -129,12 +129,15 @@ def evaluate_benchmark(models: list, cfg, bench, size: int, kind: str = "similar
 
 # ------------------------------------------------------------------ videos
 
-def decode_video(path: str, fps: float, short_side: int, min_frames: int, max_seconds: float, n_mels: int):
-    """The first clip (at most `max_seconds`) of a video, decoded as a build would."""
+def decode_video(path: str, fps: float, short_side: int, window: int, max_seconds: float, n_mels: int):
+    """The first clip of a video, decoded as a build would: at most `max_seconds`, but at
+    least one model window (`window` frames) when the video is that long; any shorter clip
+    with audio is kept (glcm.localize loops it to one window). MediaError `too_short` only
+    when the audio covers no frame."""
     from avprep.clips import iter_clips
     from avprep.items import SourceItem
     bcfg = override(BuildConfig(), {"video.fps": fps, "video.short_side": short_side, "audio.n_mels": n_mels,
-                                    "clip.min_frames": min_frames, "clip.max_seconds": max_seconds})
+                                    "clip.min_frames": 1, "clip.max_seconds": max(max_seconds, window / fps)})
     clips = iter_clips(SourceItem(path, "localize", os.path.basename(path)), bcfg)
     try:
         return next(clips)
@@ -200,7 +203,8 @@ def localize_one(model, cfg, video: Path, name: str, out: Path, opts: dict) -> d
               window_starts=maps.starts, frame_window=maps.frame_window)
     return {"video": str(video), "ok": True, "overlay": f"{name}.mp4", "sheet": f"{name}.png",
             "maps": f"{name}.maps.npz", "frames": int(clip.frames.shape[0]), "fps": fps,
-            "start_s": round(start, 6), "windows": int(len(maps.starts)), "grid": list(maps.similarity.shape[1:])}
+            "start_s": round(start, 6), "windows": int(len(maps.starts)), "grid": list(maps.similarity.shape[1:]),
+            "padded_frames": maps.padded}
 
 
 def _save_npz(path: Path, **arrays) -> None:

@@ -4,7 +4,10 @@ The model sees windows of `frames` frames (the training clip length) with their 
 columns; each window gives the global path's map over its grid: the similarity
 (audio . cell) / tau and its softmax over the grid (the paper's attention map). Windows
 start every `hop` frames (the last one ends at the last frame); frame i takes the map of
-the window whose centre is nearest to it. For display a map is bilinearly upsampled to
+the window whose centre is nearest to it. A clip shorter than one window is looped to one
+window (frames and their mel columns together, so each padded frame keeps its own
+sound); the window's map serves the real frames only (`VideoMaps.padded` counts the
+padding). For display a map is bilinearly upsampled to
 the frame (`align_corners=True`, as the EZ-VSL evaluation does), min-max normalised per
 frame and blended as a JET heatmap. Decoding and muxing live in cli/ (glcm imports only
 avprep.format and avprep.fsio).
@@ -27,6 +30,7 @@ class VideoMaps:
     similarity: np.ndarray    # (W, H, W') pre-softmax maps
     softmax: np.ndarray       # (W, H, W') attention maps (softmax over the grid)
     frame_window: np.ndarray  # (N,) window index used for each frame
+    padded: int = 0           # frames looped in to fill one window (a clip shorter than it)
 
     def per_frame(self, kind: str = "softmax") -> np.ndarray:
         maps = self.softmax if kind == "softmax" else self.similarity
@@ -46,15 +50,31 @@ def nearest_window(n: int, starts: np.ndarray, frames: int) -> np.ndarray:
     return np.abs(np.arange(n)[:, None] - centres[None, :]).argmin(axis=1)
 
 
+def loop_to_window(frames: np.ndarray, mel: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """A clip of n < window frames looped to `window` frames: frame j is frame j % n with
+    that frame's own k mel columns, so the audio stays aligned with the frames."""
+    n = frames.shape[0]
+    k = mel.shape[1] // n
+    order = np.arange(window) % n
+    columns = (order[:, None] * k + np.arange(k)).ravel()
+    return frames[order], mel[:, columns]
+
+
 @torch.no_grad()
 def video_maps(model: GLCM, frames: np.ndarray, mel: np.ndarray, window: int, hop: int,
                batch: int = 8) -> VideoMaps:
-    """Maps of every window of a (N, H, W, 3) uint8 clip with its (n_mels, N*k) mel."""
+    """Maps of every window of a (N, H, W, 3) uint8 clip with its (n_mels, N*k) mel; a clip
+    shorter than `window` is looped to one window, whose map all its N frames take."""
     model.eval()
     dev = next(model.parameters()).device
     n = frames.shape[0]
-    k = mel.shape[1] // n
-    starts = window_starts(n, window, hop)
+    if n == 0 or mel.shape[1] < n:
+        raise ValueError(f"no frames or no mel columns to localise ({n} frames, {mel.shape[1]} columns)")
+    padded = max(0, window - n)
+    if padded:
+        frames, mel = loop_to_window(frames, mel, window)
+    k = mel.shape[1] // frames.shape[0]
+    starts = window_starts(frames.shape[0], window, hop)
     sims = []
     for i in range(0, len(starts), batch):
         chunk = starts[i:i + batch]
@@ -62,7 +82,7 @@ def video_maps(model: GLCM, frames: np.ndarray, mel: np.ndarray, window: int, ho
         m = torch.from_numpy(np.stack([mel[:, s * k:(s + window) * k] for s in chunk]).astype(np.float32)).to(dev)
         sims.append(model.similarity_map(f, m).float().cpu())
     sim = torch.cat(sims)
-    return VideoMaps(starts, sim.numpy(), GLCM.softmax_map(sim).numpy(), nearest_window(n, starts, window))
+    return VideoMaps(starts, sim.numpy(), GLCM.softmax_map(sim).numpy(), nearest_window(n, starts, window), padded)
 
 
 def upsample_to(grid_map: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -19,6 +19,29 @@ def test_windows_cover_the_clip_and_frames_take_the_nearest():
     assert w[0] == 0 and w[17] == 0 and w[18] == 1 and w[39] == 2     # centres 15.5, 19.5, 23.5
 
 
+def test_a_clip_shorter_than_the_window_is_looped_and_drawn_on_its_real_frames():
+    """A 5-frame clip with an 8-frame model used to be `too_short`; it is looped to one window
+    (each frame with its own mel columns) and its map serves the 5 real frames only."""
+    import torch
+
+    from glcm.config import load_config
+    from glcm.localize import loop_to_window, video_maps
+    from glcm.model import GLCM
+    torch.manual_seed(0)
+    model = GLCM(load_config(preset="smoke").model)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (5, 32, 32, 3), dtype=np.uint8)
+    mel = rng.standard_normal((80, 50)).astype(np.float32)          # k = 10 columns per frame
+    looped_frames, looped_mel = loop_to_window(frames, mel, 8)
+    assert looped_frames.shape[0] == 8 and (looped_frames[5:] == frames[:3]).all()
+    assert (looped_mel[:, 50:80] == mel[:, :30]).all() and looped_mel.shape == (80, 80)   # frame 5 = frame 0, aligned
+    maps = video_maps(model, frames, mel, 8, 4)
+    assert maps.padded == 3 and maps.starts.tolist() == [0]
+    assert maps.frame_window.tolist() == [0] * 5 and maps.per_frame().shape[0] == 5     # no padded frame drawn
+    whole = video_maps(model, looped_frames, looped_mel, 8, 4)
+    assert whole.padded == 0 and np.allclose(maps.similarity, whole.similarity, atol=1e-5)
+
+
 def test_map_upsampling_keeps_the_peak_on_its_cell():
     grid = np.zeros((4, 4))
     grid[1, 3] = 5.0
@@ -88,8 +111,14 @@ def test_localize_writes_overlay_with_audio_and_sheet(avcorr_run, clips, tmp_pat
     assert sheet is not None and sheet.shape[0] == 2 * 64 + 6
     record = json.loads((out / "localize.json").read_text())["videos"]
     reasons = {r["video"].rsplit("/", 1)[-1]: r.get("reason") for r in record}
-    assert reasons == {"good.mp4": None, "silent.mp4": "no_audio", "short.mp4": "too_short",
+    assert reasons == {"good.mp4": None, "silent.mp4": "no_audio", "short.mp4": None,       # was too_short
                        "broken.mp4": "corrupt", "absent.mp4": "missing", "pipe:copy.mp4": None}
+    short = next(r for r in record if r["video"].endswith("short.mp4"))
+    assert (short["frames"], short["padded_frames"], short["windows"]) == (12, 20, 1)
+    assert "looped to fill it, 20 padded frames not drawn" in text
+    with np.load(out / "short.maps.npz", allow_pickle=False) as z:
+        assert z["softmax"].shape == (1, 16, 16) and z["frame_window"].shape == (12,)
+    assert probe(str(out / "short.mp4")).duration == pytest.approx(1.2, abs=0.15)   # the real frames only
     with np.load(out / "good.maps.npz", allow_pickle=False) as z:
         soft, windows = z["softmax"], z["frame_window"]
     assert soft.shape == (3, 16, 16) and windows.shape == (40,)
