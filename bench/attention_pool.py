@@ -13,13 +13,10 @@ Figures go to docs/benchmarks.md.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
-import tempfile
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -27,7 +24,7 @@ import numpy as np
 from avprep.format import FACE_STATUS, LANDMARKS, TRANSFORM, encode_sample, open_sample
 from avprep.testing import avcorr
 from avprep.testing.downstream import colour_label
-from finetune_pretraining import pretrain      # bench/: the learning test's pretraining run
+from finetune_pretraining import probe_folder, probe_parser   # bench/: the learning test's pretraining run
 
 ARMS = {"full-frames/mean": ["task.input=full-frames", "task.pool=mean"],
         "full-frames/attention": ["task.input=full-frames", "task.pool=attention"],
@@ -89,22 +86,15 @@ def probe(shards: str, checkpoint: str, arm: str, steps: int, out: str, seed: in
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", help="a pretrained avcorr-preset checkpoint (default: pretrain one here)")
-    ap.add_argument("--pretrain-steps", type=int, default=300)
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--clips", type=int, default=64, help="labelled clips (every 4th held out)")
-    ap.add_argument("--seeds", default="0", help="probe seeds, comma-separated")
+    ap = probe_parser(__doc__, "--steps", 60, "0")
     ap.add_argument("--distractors-flash", action="store_true",
                     help="the distractors flash on their own envelopes (only the sound tells which square sounds)")
     args = ap.parse_args()
     t0 = time.time()
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        checkpoint = args.checkpoint or pretrain(root, args.pretrain_steps)
+    with probe_folder(args) as (root, checkpoint):
         shards = {crop: write_lrw_shaped(str(root / f"probe-{crop}"), args.clips, 5, crop,
                                          distractors_flash=args.distractors_flash) for crop in (False, True)}
-        for seed in map(int, args.seeds.split(",")):
+        for seed in args.seeds:
             found = {}
             for arm in ARMS:
                 t1 = time.time()

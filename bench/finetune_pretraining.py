@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from avprep.testing import avcorr
 from avprep.testing.downstream import write_colour_shards
@@ -36,21 +39,59 @@ def pretrain(root: Path, steps: int) -> str:
     return str(root / "pre-run" / "checkpoint.pt")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", help="a pretrained avcorr-preset checkpoint (default: pretrain one here)")
-    ap.add_argument("--pretrain-steps", type=int, default=300)
-    ap.add_argument("--probe-steps", type=int, default=40)
-    ap.add_argument("--clips", type=int, default=64, help="labelled clips (every 4th held out)")
-    ap.add_argument("--seeds", default="0,1,2", help="probe seeds (head init, data order), comma-separated")
-    ap.add_argument("--features", default="global", help="visual encoders the visual probe reads: global, local, both")
-    args = ap.parse_args()
-    t0 = time.time()
+def probe_parser(doc: str, steps_option: str, steps: int, seeds: str) -> argparse.ArgumentParser:
+    """The options this bench and bench/attention_pool.py share: the pretrained encoders
+    (--checkpoint, or --pretrain-steps of `pretrain`), the probe's steps, --clips and
+    --seeds; a bad number is one argparse line and exit 2."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--checkpoint", type=checkpoint_file,
+                    help="a pretrained avcorr-preset checkpoint (default: pretrain one here)")
+    ap.add_argument("--pretrain-steps", type=positive, default=300)
+    ap.add_argument(steps_option, type=positive, default=steps, help="probe training steps")
+    ap.add_argument("--clips", type=positive, default=64, help="labelled clips (every 4th held out)")
+    ap.add_argument("--seeds", type=seed_list, default=seeds, help="probe seeds (head init, data order), "
+                                                                     "comma-separated")
+    return ap
+
+
+@contextmanager
+def probe_folder(args: argparse.Namespace) -> Iterator[tuple[Path, str]]:
+    """A temporary working folder and the checkpoint to probe: --checkpoint, or a run
+    pretrained there for --pretrain-steps."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        ckpt = args.checkpoint or pretrain(root, args.pretrain_steps)
+        yield root, args.checkpoint or pretrain(root, args.pretrain_steps)
+
+
+def checkpoint_file(text: str) -> str:
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file; give a checkpoint.pt, or leave --checkpoint "
+                                         "out to pretrain one")
+    return os.path.abspath(text)
+
+
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive whole number")
+    return int(text)
+
+
+def seed_list(text: str) -> list[int]:
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected whole numbers separated by commas, e.g. 0,1,2")
+    return [int(p) for p in parts]
+
+
+def main() -> None:
+    ap = probe_parser(__doc__, "--probe-steps", 40, "0,1,2")
+    ap.add_argument("--features", default="global", choices=("global", "local", "both"),
+                    help="visual encoders the visual probe reads")
+    args = ap.parse_args()
+    t0 = time.time()
+    with probe_folder(args) as (root, ckpt):
         shards = write_colour_shards(str(root / "probe"), args.clips, seed=5, obj=22)
-        for seed in map(int, args.seeds.split(",")):
+        for seed in args.seeds:
             results = {}
             for kind, task in TASKS.items():
                 for init in ("pretrained", "scratch"):

@@ -353,3 +353,22 @@ def test_torchrun_two_processes_score_the_test_set_together(tmp_path):
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["videos"] == 4 and m["fold"] == 2
     assert not list((tmp_path / "run").glob(".eval-*"))           # the ranks' share files are merged and gone
+
+
+def test_probe_benches_share_their_options_and_refuse_bad_ones_in_one_line(tmp_path, monkeypatch, capsys):
+    """bench/attention_pool.py and bench/finetune_pretraining.py parse the pretrained
+    checkpoint, steps, clips and seeds with one parser; `--seeds 0,x` was a ValueError
+    traceback after pretraining and a missing --checkpoint one after the shards were written."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "bench"))
+    import attention_pool
+    import finetune_pretraining as fp
+    (tmp_path / "c.pt").write_bytes(b"")
+    args = fp.probe_parser("x", "--steps", 60, "0").parse_args(["--seeds", "2, 3", "--checkpoint", str(tmp_path / "c.pt")])
+    assert (args.seeds, args.steps, args.clips, args.checkpoint) == ([2, 3], 60, 64, str(tmp_path / "c.pt"))
+    assert attention_pool.probe_parser is fp.probe_parser
+    for bad, says in ((["--seeds", "0,x"], "expected whole numbers separated by commas"),
+                      (["--steps", "0"], "expected a positive whole number"),
+                      (["--checkpoint", str(tmp_path / "no.pt")], "is not a file")):
+        with pytest.raises(SystemExit) as exc:
+            fp.probe_parser("x", "--steps", 60, "0").parse_args(bad)
+        assert exc.value.code == 2 and says in capsys.readouterr().err.strip().splitlines()[-1]
