@@ -140,6 +140,18 @@ def _positive(**options: int) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} {value}: must be a positive number")
 
 
+def _max_side(**options: int) -> None:
+    """Frame sides (decode, squash) at most glcm.config.MAX_SIDE: a slip of a digit is one
+    line, not a MemoryError."""
+    from glcm.config import MAX_SIDE, ConfigError
+    for name, value in options.items():
+        if value > MAX_SIDE:
+            raise ConfigError(f"--{name.replace('_', '-')} {value}: must be at most {MAX_SIDE} pixels")
+
+
+MAX_LOCALIZE_S = 3600.0     # --max-seconds: the decoded clip and its overlay are held in memory
+
+
 def _batch_sizes(text: str, cuda: bool) -> list[int]:
     from glcm.config import ConfigError
     try:
@@ -289,10 +301,13 @@ def _eval_benchmark(checkpoint, name, root, annotations, ids, size, kind, rule, 
     from glcm.config import ConfigError
     from glcm.locbench import RULES, read_benchmark, read_ids
     _positive(size=size)
+    _max_side(size=size)
     if root is None:
         raise ConfigError(f"--benchmark {name} needs --root (the benchmark folder)")
-    if kind not in ("similarity", "softmax") or rule not in RULES:
-        raise ConfigError(f"--map {kind} / --rule {rule}: choose similarity|softmax and {'|'.join(RULES)}")
+    if kind not in ("similarity", "softmax"):
+        raise ConfigError(f"--map {kind}: choose similarity or softmax")
+    if rule not in RULES:
+        raise ConfigError(f"--rule {rule}: choose {' or '.join(RULES)}")
     try:
         listed = read_ids(str(ids)) if ids is not None else None
     except (OSError, UnicodeDecodeError) as exc:
@@ -366,9 +381,13 @@ def localize(
         from cli.locinput import run_localize
         from glcm.config import ConfigError
         _positive(short_side=short_side, batch=batch, **({"hop": hop} if hop is not None else {}))
-        if map_ not in ("softmax", "similarity") or not 0 <= alpha <= 1 or not max_seconds > 0:
-            raise ConfigError(f"--map {map_} / --alpha {alpha} / --max-seconds {max_seconds}: "
-                              "choose softmax|similarity, alpha in 0-1, a positive duration")
+        _max_side(short_side=short_side)
+        if map_ not in ("softmax", "similarity"):
+            raise ConfigError(f"--map {map_}: choose softmax or similarity")
+        if not 0 <= alpha <= 1:
+            raise ConfigError(f"--alpha {alpha}: must be between 0 and 1")
+        if not 0 < max_seconds <= MAX_LOCALIZE_S:           # nan and inf fail here too
+            raise ConfigError(f"--max-seconds {max_seconds}: must be above 0 and at most {MAX_LOCALIZE_S:g} seconds")
         _device_name(device)
         model, cfg = _load_on(checkpoint, device)
         make_output_dir(out)

@@ -250,6 +250,9 @@ CHOICES = {
 }
 
 
+TYPE_NAMES = {int: "a whole number", float: "a number", str: "text"}
+
+
 def _convert(key: str, value: Any, tp: Any) -> Any:
     """Coerce a JSON value or CLI string to the field's declared type."""
     origin = typing.get_origin(tp)
@@ -257,7 +260,7 @@ def _convert(key: str, value: Any, tp: Any) -> Any:
         if isinstance(value, str):
             value = [v for v in value.strip("()[] ").split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(f"{key}: expected a comma-separated list, got {value!r}")
         return tuple(_convert(key, v, typing.get_args(tp)[0]) for v in value)
     if tp is bool:
         if isinstance(value, bool):
@@ -267,15 +270,17 @@ def _convert(key: str, value: Any, tp: Any) -> Any:
         raise ConfigError(f"{key}: expected true/false, got {value!r}")
     try:
         if tp is int:
-            if isinstance(value, float) and not value.is_integer():
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError(value)
             return int(value)
         if tp is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
             return float(value)
         if tp is str:
             return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{key}: expected {TYPE_NAMES.get(tp, tp.__name__)}, got {value!r}") from None
     raise ConfigError(f"{key}: unsupported type {tp}")
 
 
@@ -325,6 +330,8 @@ NON_NEGATIVE = ("loss.global_weight", "loss.local_weight", "data.resize_short", 
                 "data.workers", "data.skip_limit", "data.batch_timeout", "train.warmup_steps",
                 "train.weight_decay", "train.grad_clip", "train.threads")
 FRACTIONS = ("data.flip_prob", "data.grey_prob", "train.min_lr_ratio")
+SEEDS = ("data.seed", "train.seed")         # numpy refuses negative seeds, torch those from 2**64
+MAX_SEED = 2**63 - 1
 
 
 def _get(cfg: GLCMConfig, key: str) -> Any:
@@ -343,6 +350,9 @@ def _check_ranges(cfg: GLCMConfig) -> None:
             raise ConfigError(f"{key} cannot be negative, got {value}")
         if key in FRACTIONS and not 0 <= value <= 1:
             raise ConfigError(f"{key} must be between 0 and 1, got {value}")
+    for key in SEEDS:
+        if not 0 <= _get(cfg, key) <= MAX_SEED:
+            raise ConfigError(f"{key} must be a whole number from 0 to 2**63 - 1, got {_get(cfg, key)}")
 
 
 MAX_SIDE = 1024       # largest crop / resize side (a 32-frame batch of 8 at 1024 px is 800 MB)
@@ -354,25 +364,37 @@ def validate(cfg: GLCMConfig) -> GLCMConfig:
         if _get(cfg, key) not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}, got {_get(cfg, key)!r}")
     _check_ranges(cfg)
-    m, d = cfg.model, cfg.data
-    if len(m.blocks) != 4 or len(m.audio_layer_strides) != 4:
-        raise ConfigError("model.blocks and model.audio_layer_strides need 4 entries")
+    m, d, loss = cfg.model, cfg.data, cfg.loss
+    for key, what in (("model.blocks", "blocks per stage"), ("model.audio_layer_strides", "one per audio stage")):
+        if len(_get(cfg, key)) != 4:
+            raise ConfigError(f"{key} needs 4 comma-separated entries ({what}), got {_listed(_get(cfg, key))}")
     if m.blocks[0] < 1 or min(m.blocks) < 0:
-        raise ConfigError("model.blocks: stage 1 needs a block; counts cannot be negative")
+        raise ConfigError(f"model.blocks: stage 1 needs a block and counts cannot be negative, got {_listed(m.blocks)}")
     if min(m.audio_layer_strides) < 1:
-        raise ConfigError("model.audio_layer_strides must be positive")
+        raise ConfigError(f"model.audio_layer_strides must be positive, got {_listed(m.audio_layer_strides)}")
     if m.output_stride > 8 and 0 in m.blocks[2:]:
-        raise ConfigError("model.blocks: stages 3-4 may be left out (0) only with output_stride 4 or 8")
+        raise ConfigError(f"model.blocks {_listed(m.blocks)}: stages 3-4 may be left out (0) only with "
+                          f"model.output_stride 4 or 8, not {m.output_stride}")
     if m.stem_kt % 2 == 0:
-        raise ConfigError("model.stem_kt must be odd (an even kernel would add a time step)")
+        raise ConfigError(f"model.stem_kt must be odd (an even kernel would add a time step), got {m.stem_kt}")
     if d.frames % m.global_stride:
-        raise ConfigError("data.frames must be a multiple of model.global_stride")
+        raise ConfigError(f"data.frames must be a multiple of model.global_stride ({m.global_stride}), got {d.frames}")
     if d.crop % m.output_stride:
-        raise ConfigError("data.crop must be a multiple of model.output_stride")
+        raise ConfigError(f"data.crop must be a multiple of model.output_stride ({m.output_stride}), got {d.crop}")
     for key in ("data.crop", "data.resize_short"):      # frames are resized up to the crop: bound the memory
         if _get(cfg, key) > MAX_SIDE:
             raise ConfigError(f"{key} must be at most {MAX_SIDE} pixels, got {_get(cfg, key)}")
+    if 0 < d.resize_short < d.crop:
+        raise ConfigError(f"data.crop {d.crop} is larger than the frames (data.resize_short {d.resize_short}); "
+                          "make resize_short at least the crop, or 0 (as stored)")
+    if loss.global_weight == 0 and loss.local_weight == 0:
+        raise ConfigError("loss.global_weight and loss.local_weight are both 0: nothing would be learnt; "
+                          "give one a positive weight")
     return cfg
+
+
+def _listed(values: tuple) -> str:
+    return ",".join(map(str, values)) or "none"
 
 
 def preset_config(name: str | None) -> GLCMConfig:
@@ -429,16 +451,36 @@ def validate_finetune(cfg: FinetuneConfig) -> FinetuneConfig:
     for key, allowed in TASK_CHOICES.items():
         if _get(cfg, key) not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}, got {_get(cfg, key)!r}")
-    if t.classes < 0 or t.clips < 0 or t.temporal_width < 1:
-        raise ConfigError("task.classes and task.clips cannot be negative; task.temporal_width must be positive")
+    if t.classes < 0 or t.classes == 1:
+        raise ConfigError(f"task.classes must be 0 (the task's own count) or at least 2, got {t.classes}")
+    for key in ("task.clips",):
+        if _get(cfg, key) < 0:
+            raise ConfigError(f"{key} cannot be negative (0: the task's default), got {_get(cfg, key)}")
+    for key in ("task.temporal_width", "task.max_frames", "task.beam"):
+        if _get(cfg, key) < 1:
+            raise ConfigError(f"{key} must be positive, got {_get(cfg, key)}")
     if not (math.isfinite(t.dropout) and 0 <= t.dropout < 1):
         raise ConfigError(f"task.dropout must be in [0, 1), got {t.dropout}")
     if not t.init:
         raise ConfigError("--init: give a glcm checkpoint.pt (or an export-encoder file), or scratch")
-    if t.max_frames < 1 or t.beam < 1:
-        raise ConfigError(f"task.max_frames and task.beam must be positive, got {t.max_frames} and {t.beam}")
+    validate_lists(t)
     validate_input(t)
     return cfg
+
+
+def validate_lists(t: TaskConfig) -> None:
+    """DFDC's Chugh et al. list files: only for dfdc, and they must be files (checked before
+    the shards are scanned)."""
+    for key in ("task.train_list", "task.test_list"):
+        path = getattr(t, key.split(".")[1])
+        if not path:
+            continue
+        if TASKS[t.name].protocol != "lists":
+            raise ConfigError(f"{key} is for dfdc (Chugh et al. lists); task {t.name} splits its samples otherwise")
+        if not Path(path).is_file():
+            why = "a folder" if Path(path).is_dir() else "no such file"
+            raise ConfigError(f"{key}: cannot read list {path} ({why}); give a Chugh et al. list file "
+                              "(one <id>.dfdc_train_part_NN a line)")
 
 
 def input_of(t: TaskConfig) -> str:

@@ -88,6 +88,22 @@ def test_overlay_of_odd_sized_frames_is_written(clips, tmp_path):
     assert (info.video.width, info.video.height) == (46, 34) and info.audio is not None
 
 
+@pytest.mark.parametrize("args,says", [
+    (["--max-seconds", "inf"], "--max-seconds inf: must be above 0 and at most 3600 seconds"),  # was an OverflowError
+    (["--short-side", 100000], "--short-side 100000: must be at most 1024 pixels"),             # was a MemoryError
+    (["--alpha", "nan"], "--alpha nan: must be between 0 and 1"),
+])
+def test_localize_options_out_of_range_are_one_line_before_the_checkpoint(args, says, tmp_path):
+    code, text = cli("localize", tmp_path / "v.mp4", "--checkpoint", tmp_path / "none.pt", "--out", tmp_path, *args)
+    assert code == 2 and one_line_error(text) == f"error: {says}"
+
+
+def test_eval_localization_size_out_of_range_is_one_line(tmp_path):
+    code, text = cli("eval-localization", "--checkpoint", tmp_path / "none.pt", "--benchmark", "flickr",
+                     "--root", tmp_path, "--size", 5000)                    # was an OpenCV allocation traceback
+    assert code == 2 and one_line_error(text) == "error: --size 5000: must be at most 1024 pixels"
+
+
 def test_localize_writes_overlay_with_audio_and_sheet(avcorr_run, clips, tmp_path, monkeypatch):
     import shutil
 

@@ -288,6 +288,59 @@ USER_ERRORS = [
 ]
 
 
+# (--set values, the one line); found by a sweep of wrong types and ranges: each used to pass
+# the checks (and fail later: a traceback in the loader for a negative data.seed, a silent
+# upscale for a crop larger than resize_short, a run learning nothing) or said too little
+CONFIG_ERRORS = [
+    (["data.seed=-1"], "data.seed must be a whole number from 0 to 2**63 - 1, got -1"),
+    ([f"train.seed={2**64}"], f"train.seed must be a whole number from 0 to 2**63 - 1, got {2**64}"),
+    (["model.blocks=1,1"], "model.blocks needs 4 comma-separated entries (blocks per stage), got 1,1"),
+    (["model.audio_layer_strides="], "model.audio_layer_strides needs 4 comma-separated entries (one per audio "
+                                     "stage), got none"),
+    (["data.frames=30"], "data.frames must be a multiple of model.global_stride (4), got 30"),
+    (["model.stem_kt=2"], "model.stem_kt must be odd (an even kernel would add a time step), got 2"),
+    (["data.resize_short=16"], "data.crop 32 is larger than the frames (data.resize_short 16); make resize_short "
+                               "at least the crop, or 0"),
+    (["loss.global_weight=0", "loss.local_weight=0"], "loss.global_weight and loss.local_weight are both 0"),
+    (["train.steps=1e3"], "train.steps: expected a whole number, got '1e3'"),
+    (["train.lr=[1,2]"], "train.lr: expected a number, got '[1,2]'"),
+]
+
+
+@pytest.mark.parametrize("sets,says", CONFIG_ERRORS, ids=[" ".join(c[0]) for c in CONFIG_ERRORS])
+def test_bad_set_values_are_one_line_naming_key_and_value(sets, says):
+    from glcm.config import ConfigError
+    with pytest.raises(ConfigError) as exc:
+        load_config(preset="smoke", overrides=sets)
+    assert str(exc.value) == says or str(exc.value).startswith(says)
+
+
+def test_json_values_of_the_wrong_kind_are_refused():
+    """A JSON config's true for a step count was 1 step; 1e400 (inf) an OverflowError traceback."""
+    from glcm.config import ConfigError, from_dict
+    for value, shown in ((True, "True"), (float("inf"), "inf")):
+        with pytest.raises(ConfigError, match=f"train.steps: expected a whole number, got {shown}"):
+            from_dict({"train": {"steps": value}})
+
+
+FINETUNE_ERRORS = [
+    (["task.classes=1"], "task.classes must be 0 (the task's own count) or at least 2, got 1"),
+    (["task.clips=-1"], "task.clips cannot be negative (0: the task's default), got -1"),
+    (["task.beam=0"], "task.beam must be positive, got 0"),
+    (["task.name=esc50", "task.train_list=x.txt"], "task.train_list is for dfdc (Chugh et al. lists); task esc50"),
+    (["task.name=dfdc", "task.test_list=/no/such/list.txt"], "task.test_list: cannot read list /no/such/list.txt "
+                                                             "(no such file)"),
+]
+
+
+@pytest.mark.parametrize("sets,says", FINETUNE_ERRORS, ids=[" ".join(c[0]) for c in FINETUNE_ERRORS])
+def test_bad_task_values_are_one_line_before_the_shards(sets, says):
+    from glcm.config import ConfigError, load_finetune_config
+    with pytest.raises(ConfigError) as exc:
+        load_finetune_config(overrides=sets, preset="smoke")
+    assert str(exc.value).startswith(says)
+
+
 @pytest.mark.parametrize("case,command,says", USER_ERRORS, ids=[c[0] for c in USER_ERRORS])
 def test_user_errors_are_one_line_with_exit_2(case, command, says, shards, run_dir, tmp_path):
     code, output = cli(*command(tmp_path, shards[0], run_dir))
