@@ -597,10 +597,16 @@ def expand_shards(spec: str | list[str], allow_commands: bool = False) -> list[s
     Every name that comes from a glob, a folder listing or a brace pattern over local files
     is returned as an absolute path, so webdataset always opens it as a file (a file named
     `pipe:...` is never run). A spec the user typed as `pipe:CMD` or a URL is passed through
-    only with `allow_commands` (it runs CMD / fetches the URL); otherwise ValueError.
+    only with `allow_commands` (it runs CMD / fetches the URL); otherwise ValueError. A spec
+    that names a folder or file that is there is that folder or file, whatever it looks like.
     """
     if isinstance(spec, (list, tuple)):
         return [p for s in spec for p in expand_shards(s, allow_commands)]
+    if os.path.exists(spec):    # a folder or file that is there is itself (`pipe:o/`, `o [1]`, `o {a,b}`)
+        found = sorted(glob.glob(os.path.join(glob.escape(spec), "*.tar"))) if os.path.isdir(spec) else [spec]
+        if not found:
+            raise FileNotFoundError(f"no shards found at {spec!r} (a folder without .tar files)")
+        return [os.path.abspath(p) for p in found]
     if is_command_or_url(spec):
         if not allow_commands:
             raise ValueError(f"{spec!r} is a command or URL; pass --allow-commands to run/fetch it "

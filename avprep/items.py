@@ -6,6 +6,12 @@ import re
 from dataclasses import dataclass, field
 
 
+def text(name: str) -> str:
+    """`name` as valid UTF-8 text: bytes of a file name that are not UTF-8 (which Python holds as
+    surrogates, and which neither JSON, CSV nor a hash of UTF-8 takes) are written `\xff`."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class SourceItem:
     path: str                       # file to decode
@@ -19,6 +25,10 @@ class SourceItem:
     missing: bool = False           # the recipe listed it but the file is not there
     failed: tuple[str, str] | None = None   # (reason, message): known to fail before decoding
                                             # (an unreadable folder, a duplicate sample key)
+
+    def __post_init__(self):
+        # a file name that is not UTF-8 (`bad\xff.mp4`) gives an id of text: its bad bytes as `\xff`
+        object.__setattr__(self, "item_id", text(self.item_id))
 
     def key_stem(self) -> str:
         """A WebDataset-safe key part (no dots or slashes), unique per item_id."""

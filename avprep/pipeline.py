@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Sequence
 from avprep import fsio
 from avprep.clips import Clip, iter_clips
 from avprep.config import BuildConfig, ConfigError, check_ray_address, validate
-from avprep.items import SourceItem
+from avprep.items import SourceItem, text
 from avprep.probe import MediaError
 from avprep.format import FRAMES, MEL
 from avprep.shards import FORMAT_VERSION, ShardWriter, encode_clip
@@ -90,8 +90,14 @@ def process_item(item: SourceItem, cfg: BuildConfig, root: str = "") -> tuple[di
     """All samples of one input, or none: an input is ok or failed as a whole.
 
     `root` is the folder the stored source path is relative to. A full disk raises
-    OutputError (it is not the input's fault); any other error is recorded."""
-    rel = _relpath(item.path, root)
+    OutputError (it is not the input's fault); any other error is recorded. The outcome's
+    text (path, message) is valid UTF-8 even for a file name that is not."""
+    outcome, samples = _process_item(item, cfg, root)
+    return {k: text(v) if isinstance(v, str) else v for k, v in outcome.items()}, samples
+
+
+def _process_item(item: SourceItem, cfg: BuildConfig, root: str) -> tuple[dict, list[dict]]:
+    rel = text(_relpath(item.path, root))
     outcome = {"item_id": item.item_id, "source": item.source, "path": rel, "split": item.split,
                "status": "ok", "reason": None, "message": None, "samples": 0, "seconds": 0.0, "streams": None}
     if item.missing:

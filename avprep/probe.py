@@ -9,6 +9,7 @@ import functools
 import os
 import re
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -85,11 +86,35 @@ _ROT = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees")
 
 
 def check_file(path: str) -> None:
-    """MediaError(missing/empty) for a file that is not there or has no bytes."""
-    if not os.path.exists(path):
-        raise MediaError("missing", f"no such file: {path}")
-    if os.path.getsize(path) == 0:
+    """MediaError for a file that is not there (missing; a dangling symlink says where it
+    points), cannot be reached (unreadable: a symlink loop), is no regular file (unreadable:
+    a FIFO, whose open would wait for a writer forever, a device, a socket), has no bytes or
+    a name that is not UTF-8 (unreadable)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise MediaError("missing", f"{path} is a symlink to {os.readlink(path)}, which is not there") from None
+        raise MediaError("missing", f"no such file: {path}") from None
+    except OSError as e:                    # ELOOP (a symlink loop), EACCES on a folder, ENAMETOOLONG
+        raise MediaError("unreadable", f"cannot reach {path}: {e.strerror or e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise MediaError("unreadable", f"{path} is {_file_kind(st.st_mode)}, not a regular file; not read")
+    if st.st_size == 0:
         raise MediaError("empty", "file has zero bytes")
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:              # bytes that are not UTF-8, held as surrogates
+        raise MediaError("unreadable", "its path is not UTF-8 text, which ffmpeg-python cannot pass to ffmpeg; "
+                                       "rename the file (or its folder)") from None
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return kind
+    return "a special file"
 
 
 def probe(path: str) -> MediaInfo:

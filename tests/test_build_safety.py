@@ -6,10 +6,12 @@ what "finished" means, the plan a resume must match, listing, duplicates, full d
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
 import os
+import signal
 import subprocess
 import tarfile
 from pathlib import Path
@@ -376,3 +378,92 @@ def test_full_disk_while_decoding_is_not_the_inputs_fault(tmp_path, monkeypatch)
         pipeline.process_item(item, CFG, str(tmp_path))
     outcome, samples = pipeline.process_item(dataclasses.replace(item, missing=True), CFG, str(tmp_path))
     assert (outcome["status"], outcome["reason"], samples) == ("missing", "missing", [])
+
+
+# ---------------------------------------------------------------- strange paths (h1 sweep)
+
+@contextlib.contextmanager
+def no_hang(seconds: int = 20):
+    """Fail (instead of hanging the suite) when the block blocks, e.g. opening a FIFO."""
+    def stop(*_):
+        raise TimeoutError(f"blocked for {seconds} s")
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_special_files_and_non_utf8_names_get_their_own_reason(tmp_path):
+    """A FIFO named x.mp4 was `empty` (its size is 0; had it been opened it would wait for a
+    writer forever), a symlink loop `missing`, /dev/zero `empty`; a name that is not UTF-8
+    stopped the whole build with a UnicodeEncodeError traceback."""
+    src = tmp_path / "src"
+    src.mkdir()
+    os.mkfifo(src / "fifo.mp4")
+    (src / "loop.mp4").symlink_to("loop.mp4")
+    (src / "dangling.mp4").symlink_to(tmp_path / "gone.mp4")
+    (src / "zero.mp4").symlink_to("/dev/zero")
+    with open(os.path.join(os.fsencode(src), b"bad\xff.mp4"), "wb") as f:
+        f.write(b"not decoded")
+    with no_hang():
+        build(src, tmp_path / "out", items=prepare_videos(str(src)))
+    rows = {o["item_id"]: (o["reason"], o["message"]) for o in read_outcomes(tmp_path / "out")}
+    assert {k: r for k, (r, _) in rows.items()} == {"bad\\xff": "unreadable", "dangling": "missing",
+                                                    "fifo": "unreadable", "loop": "unreadable", "zero": "unreadable"}
+    assert "is a FIFO (named pipe), not a regular file" in rows["fifo"][1]
+    assert "Too many levels of symbolic links" in rows["loop"][1]
+    assert f"is a symlink to {tmp_path / 'gone.mp4'}, which is not there" in rows["dangling"][1]
+    assert "is a character device" in rows["zero"][1] and "not UTF-8" in rows["bad\\xff"][1]
+    assert "bad\\xff.mp4,failed,unreadable" in (tmp_path / "out" / "failures.csv").read_text(encoding="utf-8")
+
+
+def test_lrw_lists_uppercase_clips_and_special_files_fail_with_their_reason(tmp_path):
+    """`BLUE_00002.MP4` was not listed at all; a FIFO, a dangling or looping symlink were
+    `missing` ("file listed by the recipe is not there")."""
+    from avprep.probe import check_file
+    from avprep.recipes.lrw import prepare_lrw
+    folder = tmp_path / "lipread_mp4" / "BLUE" / "train"
+    folder.mkdir(parents=True)
+    (folder / "BLUE_00002.MP4").write_bytes(b"v")
+    os.mkfifo(folder / "BLUE_00003.mp4")
+    (folder / "BLUE_00004.mp4").symlink_to("BLUE_00004.mp4")
+    (folder / "BLUE_00005.txt").write_text("Duration: 0.4 seconds\n")
+    items = {i.item_id: i for i in prepare_lrw(str(tmp_path))}
+    assert sorted(items) == ["BLUE/train/BLUE_00002", "BLUE/train/BLUE_00003", "BLUE/train/BLUE_00004",
+                             "BLUE/train/BLUE_00005"]
+    assert items["BLUE/train/BLUE_00002"].path.endswith("BLUE_00002.MP4")
+    assert [i.missing for i in items.values()] == [False, False, False, True]
+    for stem, says in (("BLUE_00003", "is a FIFO"), ("BLUE_00004", "Too many levels")):
+        with no_hang(), pytest.raises(MediaError, match=says):
+            check_file(items[f"BLUE/train/{stem}"].path)
+
+
+def test_an_auto_listed_fifo_csv_is_not_read(tmp_path):
+    from avprep.recipes.kinetics import find_csvs
+    (tmp_path / "train.csv").write_text("label,youtube_id,time_start,time_end,split\n")
+    os.mkfifo(tmp_path / "pipe.csv")
+    with no_hang():
+        assert find_csvs(str(tmp_path)) == [str(tmp_path / "train.csv")]
+
+
+@pytest.mark.parametrize("name", ["pipe:o", "o [1]", "o {a,b}", "o *"])
+def test_a_shard_folder_with_a_pattern_like_name_is_that_folder(tmp_path, monkeypatch, name):
+    """inspect/preview of a build in `pipe:o` refused it as a command, `o [1]` and `o {a,b}`
+    found nothing and `o *` read every folder beginning with `o `."""
+    from avprep.format import expand_shards
+    for folder in ("pipe:o", "o [1]", "o {a,b}", "o *"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "s-000000.tar").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert expand_shards(name) == [str(tmp_path / name / "s-000000.tar")]
+
+
+def test_a_corpus_root_that_cannot_be_read_is_one_plain_line(tmp_path):
+    from avprep.recipes import RECIPES, build_recipe
+    (tmp_path / "loop").symlink_to("loop")
+    with pytest.raises(ConfigError) as err:
+        build_recipe(RECIPES["videos"], {"root": str(tmp_path / "loop")}, str(tmp_path / "out"))
+    assert str(err.value) == f"cannot read the videos corpus: {tmp_path / 'loop'}: Too many levels of symbolic links"

@@ -34,8 +34,8 @@ def read_avspeech_csv(path: str) -> list[tuple[str, float, float, float, float]]
 
 def prepare_avspeech(root: str, csv_paths: list[str] | None = None) -> list[SourceItem]:
     if csv_paths is None:
-        csv_paths = sorted(os.path.join(root, n) for n in os.listdir(root)
-                           if n.startswith("avspeech_") and n.endswith(".csv"))
+        named = (os.path.join(root, n) for n in os.listdir(root) if n.startswith("avspeech_") and n.endswith(".csv"))
+        csv_paths = sorted(p for p in named if os.path.isfile(p))         # regular files: a FIFO would hang
     if not csv_paths:
         raise FileNotFoundError(f"no avspeech_*.csv in {root}; pass the CSV explicitly")
     index = MediaIndex(root)

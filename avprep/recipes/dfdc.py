@@ -50,7 +50,7 @@ def _item(part: str, name: str, entry: dict) -> SourceItem:
         extra["original"] = f"{part_name}/{entry['original']}"
     return SourceItem(path=path, source="dfdc", item_id=f"{part_name}/{name}",
                       labels={"label": label, "label_index": LABELS[label]},
-                      split=entry.get("split", "train"), extra=extra, missing=not os.path.isfile(path))
+                      split=entry.get("split", "train"), extra=extra, missing=not os.path.lexists(path))
 
 
 RECIPE = Recipe("dfdc", prepare_dfdc, defaults=with_crop(BuildConfig(shard_prefix="dfdc"), "face"),

@@ -29,7 +29,7 @@ _LIST = re.compile(r"^(?P<cls>.+)_test_split(?P<n>\d+)\.txt$")
 def read_split_lists(folder: str) -> tuple[list[str], dict[str, Listed]]:
     """(sorted class names, {lower-case "<class>/<video>": Listed}) from the split files."""
     found = sorted((m.group("cls"), int(m.group("n")), name) for name in os.listdir(folder)
-                   if (m := _LIST.match(name)))
+                   if (m := _LIST.match(name)) and os.path.isfile(os.path.join(folder, name)))   # no FIFO
     classes = sorted({cls for cls, _, _ in found})
     index = {cls: i for i, cls in enumerate(classes)}
     split_names = sorted({str(n) for _, n, _ in found}, key=int)

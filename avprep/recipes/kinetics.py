@@ -28,10 +28,12 @@ BUILD_CSVS = ("failures.csv",)
 
 
 def find_csvs(root: str) -> list[str]:
-    """The annotation CSVs in `root`, leaving out a build's own tables (`--out` = `root`)."""
+    """The annotation CSVs in `root`, leaving out a build's own tables (`--out` = `root`) and
+    what is no regular file (reading a FIFO would wait for a writer forever)."""
     built_here = os.path.isfile(os.path.join(root, "plan.json"))
-    return sorted(os.path.join(root, n) for n in os.listdir(root)
-                  if n.endswith(".csv") and not (built_here and n in BUILD_CSVS))
+    paths = (os.path.join(root, n) for n in os.listdir(root)
+             if n.endswith(".csv") and not (built_here and n in BUILD_CSVS))
+    return sorted(p for p in paths if os.path.isfile(p))
 
 
 COLUMNS = ("youtube_id", "time_start", "time_end")       # needed; `label` and `split` optional

@@ -107,7 +107,7 @@ def _item(data: str, subset: str, split: str | None, clip_id: str) -> SourceItem
                                           "empty or absent); not built")
     else:
         failed = ("no_transcript", f"{subset}/{clip_id}.txt is missing; not built")
-    missing = not os.path.isfile(base + ".mp4")
+    missing = not os.path.lexists(base + ".mp4")      # a dangling symlink, a FIFO: failed with its reason
     return SourceItem(path=base + ".mp4", source="lrs2", item_id=f"{subset}/{clip_id}", split=split,
                       extra=extra, missing=missing, failed=None if missing else failed)
 

@@ -13,7 +13,7 @@ from avprep.items import SourceItem
 from avprep.recipes.registry import Recipe
 
 SPLITS = ("train", "val", "test")
-_NAME = re.compile(r"^(?P<word>[A-Z0-9']+)_(?P<num>\d{5})\.(?:mp4|txt)$")
+_NAME = re.compile(r"^(?P<word>[A-Z0-9']+)_(?P<num>\d{5})\.(?i:mp4|txt)$")     # `.MP4` too
 _DURATION = re.compile(r"Duration:\s*([0-9]*\.?[0-9]+)\s*seconds?", re.IGNORECASE)
 
 
@@ -48,17 +48,29 @@ def prepare_lrw(root: str) -> list[SourceItem]:
             folder = os.path.join(data, word, split)
             if not os.path.isdir(folder):
                 continue
-            stems = sorted({n[:-4] for n in os.listdir(folder) if _NAME.match(n)})
-            items += [_item(folder, word, index, split, stem) for stem in stems]
+            items += _folder_items(folder, word, index, split)
     return items
 
 
-def _item(folder: str, word: str, index: int, split: str, stem: str) -> SourceItem:
-    path = os.path.join(folder, stem + ".mp4")
-    duration = _read_duration(os.path.join(folder, stem + ".txt"))
+def _folder_items(folder: str, word: str, index: int, split: str) -> list[SourceItem]:
+    """One item per clip file of one word's split folder (any case of `.mp4`; a second file
+    of one stem, `X.mp4` and `X.MP4`, fails in the build as a duplicate_key), and a missing
+    item per `.txt` without a clip."""
+    names = sorted(n for n in os.listdir(folder) if _NAME.match(n))
+    texts = {n[:-4]: n for n in names if n[-4:].lower() == ".txt"}
+    videos = [n for n in names if n[-4:].lower() == ".mp4"]
+    have = {n[:-4] for n in videos}
+    found = [(n[:-4], n) for n in videos] + [(s, s + ".mp4") for s in texts if s not in have]
+    return [_item(folder, word, index, split, stem, video, texts.get(stem)) for stem, video in sorted(found)]
+
+
+def _item(folder: str, word: str, index: int, split: str, stem: str, video: str, text: str | None) -> SourceItem:
+    path = os.path.join(folder, video)
+    duration = _read_duration(os.path.join(folder, text)) if text else None
+    # lexists: a dangling or looping symlink, a FIFO is there and fails with its own reason
     return SourceItem(path=path, source="lrw", item_id=f"{word}/{split}/{stem}",
                       labels={"label": word, "label_index": index}, split=split,
-                      extra={"word_duration": duration}, missing=not os.path.isfile(path))
+                      extra={"word_duration": duration}, missing=not os.path.lexists(path))
 
 
 _DEFAULTS = BuildConfig(video=VideoConfig(fps=25.0), clip=ClipConfig(max_seconds=2.0, min_frames=20),

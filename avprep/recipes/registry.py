@@ -62,7 +62,7 @@ class Recipe:
         except ConfigError:
             raise
         except (OSError, ValueError) as e:
-            raise ConfigError(f"cannot read the {self.name} corpus: {e}") from e
+            raise ConfigError(f"cannot read the {self.name} corpus: {_reason(e)}") from e
 
     def root(self, args: Mapping[str, object]) -> str:
         """The folder stored source paths are relative to (the common folder of several)."""
@@ -70,6 +70,13 @@ class Recipe:
         if len(paths) == 1:
             return paths[0]
         return os.path.commonpath([os.path.abspath(p) for p in paths]) if paths else ""
+
+
+def _reason(e: Exception) -> str:
+    """An OS error as `PATH: what` (no `[Errno N]`), anything else as it says itself."""
+    if isinstance(e, OSError) and e.strerror and e.filename:
+        return f"{e.filename}: {e.strerror}"
+    return str(e)
 
 
 def _label(arg: str) -> str:

@@ -49,7 +49,7 @@ def read_class_ind(path: str) -> list[str]:
 def read_split_lists(folder: str, classes: list[str]) -> dict[str, Listed]:
     """{lower-case listed name: Listed} from every trainlistNN.txt / testlistNN.txt in `folder`."""
     lists = sorted((int(m.group(2)), m.group(1).lower(), name) for name in os.listdir(folder)
-                   if (m := _LIST.match(name)))
+                   if (m := _LIST.match(name)) and os.path.isfile(os.path.join(folder, name)))   # no FIFO
     if not lists:
         raise ConfigError(f"{folder} holds no trainlist01.txt / testlist01.txt: give the {SPLITS_FOLDER}/ folder")
     split_names = sorted({str(split) for split, _, _ in lists}, key=int)

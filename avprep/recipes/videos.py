@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from avprep.items import SourceItem
+from avprep.items import SourceItem, text
 from avprep.recipes.common import scan_media
 
 
@@ -14,7 +14,8 @@ def prepare_videos(root: str, source: str = "videos", label_from_folder: bool = 
     `root` plus "/"), listed after the files."""
     listing = scan_media(root)
     paths = listing.paths
-    labels = sorted({os.path.basename(os.path.dirname(p)) for p in paths if os.path.dirname(p) != root.rstrip("/")})
+    labels = sorted({text(os.path.basename(os.path.dirname(p))) for p in paths
+                     if os.path.dirname(p) != root.rstrip("/")})
     index = {name: i for i, name in enumerate(labels)}
     items = []
     for path in paths:
@@ -22,7 +23,7 @@ def prepare_videos(root: str, source: str = "videos", label_from_folder: bool = 
         folder = os.path.dirname(rel)
         lab = {}
         if label_from_folder and folder:
-            name = os.path.basename(folder)
+            name = text(os.path.basename(folder))
             lab = {"label": name, "label_index": index[name]}
         items.append(SourceItem(path=path, source=source, item_id=os.path.splitext(rel)[0], labels=lab))
     for folder, why in listing.unreadable:
