@@ -591,6 +591,11 @@ def brace_paths(spec: str) -> list[str]:
     return [os.path.abspath(p) for p in wds.shardlists.expand_urls(spec)]
 
 
+def _tars_in(folder: str) -> list[str]:
+    """The .tar files of a folder; not a FIFO named x.tar, whose read would block forever."""
+    return [p for p in sorted(glob.glob(os.path.join(glob.escape(folder), "*.tar"))) if os.path.isfile(p)]
+
+
 def expand_shards(spec: str | list[str], allow_commands: bool = False) -> list[str]:
     """A folder, a glob, a brace pattern ('x-{000000..000009}.tar') or a list -> shard paths.
 
@@ -603,7 +608,7 @@ def expand_shards(spec: str | list[str], allow_commands: bool = False) -> list[s
     if isinstance(spec, (list, tuple)):
         return [p for s in spec for p in expand_shards(s, allow_commands)]
     if os.path.exists(spec):    # a folder or file that is there is itself (`pipe:o/`, `o [1]`, `o {a,b}`)
-        found = sorted(glob.glob(os.path.join(glob.escape(spec), "*.tar"))) if os.path.isdir(spec) else [spec]
+        found = _tars_in(spec) if os.path.isdir(spec) else [spec]
         if not found:
             raise FileNotFoundError(f"no shards found at {spec!r} (a folder without .tar files)")
         return [os.path.abspath(p) for p in found]
@@ -623,8 +628,8 @@ def expand_shards(spec: str | list[str], allow_commands: bool = False) -> list[s
     found = []
     for path in sorted(glob.glob(spec)) if glob.has_magic(spec) else [spec]:
         if os.path.isdir(path):
-            found += sorted(glob.glob(os.path.join(glob.escape(path), "*.tar")))
-        elif os.path.exists(path):
+            found += _tars_in(path)
+        elif os.path.isfile(path):      # a glob's match; not a FIFO
             found.append(path)
     if not found:
         raise FileNotFoundError(f"no shards found at {spec!r} (give a folder, a glob or a brace pattern)")

@@ -224,7 +224,8 @@ def _folder_plan(folder: str, res: Verification) -> list[tuple[str, int | None]]
     """A build folder: its manifest.json names every shard and its sample count."""
     folder = os.path.abspath(folder)
     try:
-        tars = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".tar"))
+        tars = sorted(p for p in (os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".tar"))
+                      if os.path.isfile(p))     # a FIFO named x.tar would block the read forever
     except OSError as exc:
         res.bad.append((folder, f"cannot list the folder: {exc.strerror or exc}"))
         return []

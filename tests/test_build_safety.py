@@ -467,3 +467,14 @@ def test_a_corpus_root_that_cannot_be_read_is_one_plain_line(tmp_path):
     with pytest.raises(ConfigError) as err:
         build_recipe(RECIPES["videos"], {"root": str(tmp_path / "loop")}, str(tmp_path / "out"))
     assert str(err.value) == f"cannot read the videos corpus: {tmp_path / 'loop'}: Too many levels of symbolic links"
+
+
+def test_a_fifo_named_like_a_shard_is_never_opened(tmp_path):
+    """inspect, verify and preview of a folder (or glob) holding a FIFO `x-000001.tar` hung."""
+    from avprep.format import expand_shards
+    from avprep.tools import verify_shards
+    (tmp_path / "x-000000.tar").write_bytes(b"")
+    os.mkfifo(tmp_path / "x-000001.tar")
+    with no_hang():
+        assert expand_shards(str(tmp_path)) == expand_shards(str(tmp_path / "*.tar")) == [str(tmp_path / "x-000000.tar")]
+        assert verify_shards(str(tmp_path)).shards == 1
