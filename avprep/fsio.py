@@ -131,6 +131,9 @@ def make_output_dir(path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"output path {path} is a file, not a folder; give a folder for --out")
+    if path.is_symlink() and not path.exists():
+        raise OutputError(f"output path {path} is a symlink to {os.readlink(path)}, which does not lead to a folder "
+                          "(missing, or a symlink loop); create that folder or give another --out")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -478,3 +478,12 @@ def test_a_fifo_named_like_a_shard_is_never_opened(tmp_path):
     with no_hang():
         assert expand_shards(str(tmp_path)) == expand_shards(str(tmp_path / "*.tar")) == [str(tmp_path / "x-000000.tar")]
         assert verify_shards(str(tmp_path)).shards == 1
+
+
+def test_an_out_that_is_a_dangling_symlink_says_so(tmp_path):
+    """It said 'a part of that path is a file, not a folder'."""
+    (tmp_path / "out").symlink_to(tmp_path / "gone")
+    with pytest.raises(fsio.OutputError) as err:
+        build(tmp_path, tmp_path / "out", items=[SourceItem("a.mp4", "v", "a", missing=True)])
+    assert str(err.value).startswith(f"output path {tmp_path / 'out'} is a symlink to {tmp_path / 'gone'}, which "
+                                     "does not lead to a folder")
