@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 TMP_SUFFIX = ".tmp"
+NAME_MAX = 255          # bytes in one file name (ext4, xfs, btrfs, tmpfs)
 LOCK_NAME = ".lock"
 
 
@@ -37,9 +38,14 @@ def local_path(path: str | os.PathLike) -> str:
 
 
 def temp_path(path: str | os.PathLike) -> str:
-    """A temporary name beside `path`, unique to this process and call."""
+    """A temporary name beside `path`, unique to this process and call. A name so long that
+    the temporary one would pass the file system's 255 bytes is cut in it (the target keeps it)."""
     folder, name = os.path.split(os.fspath(path))
-    return os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+    suffix = f".{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+    room = NAME_MAX - 1 - len(suffix)
+    if len(os.fsencode(name)) > room:
+        name = os.fsencode(name)[:room].decode("utf-8", "ignore")   # whole characters only
+    return os.path.join(folder, f".{name}{suffix}")
 
 
 def is_temp_name(name: str) -> bool:

@@ -487,3 +487,10 @@ def test_an_out_that_is_a_dangling_symlink_says_so(tmp_path):
         build(tmp_path, tmp_path / "out", items=[SourceItem("a.mp4", "v", "a", missing=True)])
     assert str(err.value).startswith(f"output path {tmp_path / 'out'} is a symlink to {tmp_path / 'gone'}, which "
                                      "does not lead to a folder")
+
+
+@pytest.mark.parametrize("name", ["P" * 240 + ".png", "漢" * 82 + ".png"])
+def test_an_output_name_near_the_name_limit_is_written(tmp_path, name):
+    """A 244-byte --out name was 'File name too long': its temporary name passed 255 bytes."""
+    fsio.atomic_write(tmp_path / name, b"png")
+    assert os.listdir(tmp_path) == [name] and (tmp_path / name).read_bytes() == b"png"
