@@ -489,7 +489,7 @@ def test_an_out_that_is_a_dangling_symlink_says_so(tmp_path):
                                      "does not lead to a folder")
 
 
-@pytest.mark.parametrize("name", ["P" * 240 + ".png", "漢" * 82 + ".png"])
+@pytest.mark.parametrize("name", ["P" * 240 + ".png", "漢" * 82 + ".png"], ids=["244-bytes", "250-bytes-cjk"])
 def test_an_output_name_near_the_name_limit_is_written(tmp_path, name):
     """A 244-byte --out name was 'File name too long': its temporary name passed 255 bytes."""
     fsio.atomic_write(tmp_path / name, b"png")
