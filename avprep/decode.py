@@ -406,6 +406,34 @@ class _Layout:
 _last_layout: dict[tuple[int, bool], _Layout] = {}
 
 
+_INPUT, _AUDIO = "input.placeholder", "pipe:audio.placeholder"    # filled in by position
+_templates: dict[tuple, tuple[tuple[str, ...], int, int | None]] = {}
+
+
+def _source_args(path: str, spec: DecodeSpec, geometry: FrameGeometry, audio_fd: int | None = None) -> list[str]:
+    """The argument list of a Source's process: frames of `path` to stdout, and its audio to
+    pipe `audio_fd` when given. ffmpeg-python builds it once per spec and geometry (1 ms a
+    time, most of a short clip's Python-side start); each input then only fills in its path
+    and pipe, by position, so no path can be mistaken for a placeholder."""
+    key = (spec.cut_start, spec.cut_end, spec.threads, spec.fps, spec.sample_rate, geometry.width,
+           geometry.height, repr(geometry.filters), audio_fd is not None)
+    if key not in _templates:
+        inp = _input(_INPUT, spec.cut_start, spec.cut_end, spec.threads)
+        out = _video_output(inp, spec.fps, geometry)
+        if audio_fd is not None:
+            out = ffmpeg.merge_outputs(out, _audio_output(inp, spec.sample_rate, _AUDIO))
+        args = _compile(out, "info")
+        if len(_templates) >= 64:       # cut inputs each have their own times: keep it bounded
+            _templates.clear()
+        _templates[key] = (tuple(args), args.index(_INPUT), args.index(_AUDIO) if audio_fd is not None else None)
+    template, at_input, at_audio = _templates[key]
+    args = list(template)
+    args[at_input] = local_path(path)      # `x:a.mp4` is a file, not a protocol
+    if at_audio is not None:
+        args[at_audio] = f"pipe:{audio_fd}"
+    return args
+
+
 class Source:
     """One input decoding: `info` (parsed from ffmpeg's own input dump, so there is no
     separate probe), `geometry`, `frames()` and `audio` (a SampleBuffer, or None).
@@ -475,16 +503,13 @@ class Source:
         return span is not None and span * self.spec.fps * g.width * g.height * 3 <= ONE_PROCESS_MAX_BYTES
 
     def _launch(self, layout: _Layout, one_process: bool) -> None:
-        s = self.spec
-        inp = _input(self.path, s.cut_start, s.cut_end, s.threads)
-        video = _video_output(inp, s.fps, layout.geometry)
         if not one_process:
-            self._proc, self._reader = _start(_compile(video, "info"))
+            self._proc, self._reader = _start(_source_args(self.path, self.spec, layout.geometry))
         else:
             rfd, wfd = os.pipe()
             try:
-                out = ffmpeg.merge_outputs(video, _audio_output(inp, s.sample_rate, f"pipe:{wfd}"))
-                self._proc, self._reader = _start(_compile(out, "info"), pass_fds=(wfd,))
+                args = _source_args(self.path, self.spec, layout.geometry, audio_fd=wfd)
+                self._proc, self._reader = _start(args, pass_fds=(wfd,))
             except BaseException:
                 os.close(rfd)
                 raise

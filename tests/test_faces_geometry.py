@@ -70,6 +70,37 @@ def test_warp_follows_the_transform_and_antialiases():
     assert np.argmax(np.diff(crop[:, 40, 0].astype(int))) in (29, 30)
 
 
+@pytest.mark.parametrize("scale", [0.6, 0.45, 0.3, 0.17])
+def test_shrinking_warp_samples_where_the_transform_says(scale):
+    # a linear ramp survives area averaging and bilinear sampling exactly, so every crop pixel
+    # must hold the x (or y) that the transform maps it from; a block offset error would not
+    ramp_x, ramp_y = np.meshgrid(np.arange(500, dtype=np.float32), np.arange(400, dtype=np.float32))
+    img = np.dstack([ramp_x, ramp_y, ramp_x])
+    m = _rot(7, scale, -60 * scale, -50 * scale)
+    crop = align.warp(img, m, 48)
+    uv = np.stack(np.meshgrid(np.arange(48.0), np.arange(48.0)), axis=-1)
+    src = align.apply(align.invert(m), uv)
+    assert np.abs(crop[..., :2] - src).max() < 0.05
+    edge = align.warp(img, _rot(0, scale, -430 * scale, -330 * scale), 48)   # runs past the frame
+    assert edge[-1, -1].max() == 0 and edge[0, 0, 0] > 400
+
+
+def test_landmark_points_are_read_exactly():
+    import dlib
+
+    from avprep.faces.detect import _points
+    xy = [(-3, 5), (1000000, -7), (0, 0)] + [(i, 2 * i + 1) for i in range(65)]
+    shape = dlib.full_object_detection(dlib.rectangle(0, 0, 9, 9), [dlib.point(x, y) for x, y in xy])
+    assert _points(shape).tolist() == [[float(x), float(y)] for x, y in xy]
+
+    class Odd:      # a dlib whose text form of points differs: read point by point
+        num_parts = 2
+
+        def parts(self):
+            return [dlib.point(4, -2), dlib.point(7, 9)]
+    assert _points(Odd()).tolist() == [[4.0, -2.0], [7.0, 9.0]]
+
+
 def test_fill_gaps_interpolates_and_refuses_long_gaps():
     x = np.array([np.nan, 1.0, np.nan, np.nan, 4.0, np.nan])[:, None]
     filled, mask = fill_gaps(x, max_gap=2)

@@ -91,23 +91,35 @@ def predict(grey: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     by = (np.array([box[1], box[3]]) - y0 + 0.5) * sy - 0.5
     rect = dlib.rectangle(int(round(bx[0])), int(round(by[0])), int(round(bx[1])), int(round(by[1])))
     shape = shape_predictor()(roi, rect)
-    pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
-    return _to_src(pts, sx, sy, x0, y0), face_patch(grey, box)
+    return _to_src(_points(shape), sx, sy, x0, y0), face_patch(grey, box)
+
+
+def _points(shape) -> np.ndarray:
+    """A dlib shape's points as (n, 2) float64, parsed from dlib's text form of them,
+    "points[(x, y), ...]" (0.04 ms, against 0.26 ms for reading 2 x 68 attributes); read
+    point by point if the text has another form."""
+    text = str(shape.parts())
+    if text.startswith("points[") and text.endswith("]"):
+        xy = np.fromstring(text[7:-1].replace("(", "").replace(")", ""), sep=",")
+        if xy.size == 2 * shape.num_parts:
+            return xy.reshape(-1, 2)
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
 
 def face_patch(grey: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """24x24 area-average of the box in the original frame (cheaper than from the resized ROI)."""
+    """24x24 area-average of the box in the original frame (cheaper than from the resized ROI),
+    zero-mean and of unit norm (all zeros when flat), so that comparing two is one dot product."""
     h, w = grey.shape
     x0, y0 = max(0, int(round(box[0]))), max(0, int(round(box[1])))
     x1, y1 = min(w, int(round(box[2])) + 1), min(h, int(round(box[3])) + 1)
     if x1 - x0 < 4 or y1 - y0 < 4:
-        return np.zeros((24, 24), np.float32)
-    return cv2.resize(grey[y0:y1, x0:x1], (24, 24), interpolation=cv2.INTER_AREA).astype(np.float32)
+        return np.zeros(24 * 24)
+    patch = cv2.resize(grey[y0:y1, x0:x1], (24, 24), interpolation=cv2.INTER_AREA).astype(np.float64).ravel()
+    patch -= patch.mean()
+    norm = float(np.sqrt(patch @ patch))
+    return patch / norm if norm > 1e-6 else np.zeros_like(patch)
 
 
 def patch_similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Normalised cross-correlation of two patches (1 = same appearance)."""
-    a = a - a.mean()
-    b = b - b.mean()
-    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / den) if den > 1e-6 else 0.0
+    """Normalised cross-correlation of two face patches (1 = same appearance, 0 if one is flat)."""
+    return float(a @ b)

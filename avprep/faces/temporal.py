@@ -30,6 +30,8 @@ def fill_gaps(points: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray]
     t_len = points.shape[0]
     flat = points.reshape(t_len, -1)
     valid = ~np.isnan(flat).any(axis=1)
+    if valid.all():         # the usual case: nothing to fill
+        return flat.reshape(points.shape).copy(), ~valid
     if not valid.any():
         raise ValueError("no frame has landmarks")
     longest = max((e - s for s, e in gap_runs(valid)), default=0)
