@@ -12,7 +12,9 @@ Each pass: the full pipeline of glcm.data.make_dataset (tar reading, shuffle buf
 JPEG decoding of the 32-frame window, crop/flip/grey, mel slice, collation), default
 data config with a 20-sample shuffle buffer, batch 32. With `--workers 1` the same
 pipeline runs in a real DataLoader worker process and the CPU time counted is that
-worker's, so the cost of handing batches to the training process is included.
+worker's, so the cost of handing batches to the training process is included. With
+`--no-decode` every JPEG "decode" only allocates the frame it would give (cv2.imdecode
+replaced, its size read from the header): what is left is the loader's own overhead.
 """
 from __future__ import annotations
 
@@ -23,10 +25,12 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from avprep.format import jpeg_size  # noqa: E402
 from glcm.config import GLCMConfig  # noqa: E402
 import glcm.data as current  # noqa: E402
 
@@ -38,6 +42,14 @@ def load_version(path: str):
     sys.modules[spec.name] = module              # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+def no_decode(buf, flags) -> np.ndarray | None:
+    """cv2.imdecode's stand-in for --no-decode: an uninitialised frame of the JPEG's size."""
+    size = jpeg_size(buf.data)
+    if size is None:
+        return None
+    return np.empty(size if flags == cv2.IMREAD_GRAYSCALE else (*size, 3), np.uint8)
 
 
 def one_pass(data, shards: str, batches: int, seed: int) -> tuple[float, float]:
@@ -87,7 +99,11 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=10)
     ap.add_argument("--workers", type=int, choices=(0, 1), default=0,
                     help="1: through a DataLoader with one worker process (CPU of that worker)")
+    ap.add_argument("--no-decode", action="store_true",
+                    help="JPEGs are not decoded (frames only allocated): the loader's overhead alone")
     args = ap.parse_args()
+    if args.no_decode:
+        cv2.imdecode = no_decode                 # DataLoader workers are forked: they inherit it
     measure = one_worker_pass if args.workers else one_pass
     versions = {"current": current}
     if args.against:
@@ -105,7 +121,7 @@ def main() -> None:
     if args.against:
         ratio = np.median(np.array([c for c, _ in results["current"]]) / np.array([c for c, _ in results["against"]]))
         print(f"current / against: {ratio:.2f}x clips per CPU-second (median of the pass pairs)")
-    where = "one DataLoader worker" if args.workers else "one process"
+    where = ("one DataLoader worker" if args.workers else "one process") + (", JPEGs not decoded" if args.no_decode else "")
     print(f"({where}, cv2 single-threaded, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')})")
 
 

@@ -6,6 +6,7 @@ and the mel's .npy header are checked before anything is allocated from them). N
 from a shard is ever unpickled. Per sample a random window of `frames` frames is chosen
 (temporal jitter), only its JPEGs are decoded (each checked against the stated size), and
 its exact mel columns are cut (`mel[:, k*s : k*(s+frames)]`). One random crop / flip / grey-scale applies to the whole clip.
+Each frame's crop goes from the decoded JPEG straight into its clip's row of the batch.
 
 Training uses `wds.ResampledShards` with a fixed number of batches per worker per epoch,
 so ranks and workers never run out at different times (no DDP desync). Samples are
@@ -19,18 +20,25 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import io
 import logging
+import lzma
 import math
 import os
+import re
 import signal
 import sys
+import tarfile
+import zlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 import webdataset as wds
+from webdataset import tariterators
 from torch.utils.data import DataLoader, default_collate
 
 from avprep.format import FORMAT_VERSION, MEMBERS, FormatError, Sample, open_sample, parse_meta  # noqa: F401
@@ -125,23 +133,36 @@ def decode_frames(sample: Sample, indices: list[int], spec: ClipSpec, rng: np.ra
     (len(indices), crop, crop) uint8."""
     c = spec.crop
     box = box or crop_box(sample.meta.height, sample.meta.width, spec, rng)
-    scale, y, x = box
     out = np.empty((len(indices), c, c) if grey else (len(indices), c, c, 3), dtype=np.uint8)
-    first: dict[int, int] = {}          # frame -> its first row in `out` (a repeat is copied)
+    fill_clip(out, sample, indices, spec, box, grey, _put_as_is)
+    return out, box
+
+
+def fill_clip(out: np.ndarray, sample: Sample, indices: list[int], spec: ClipSpec,
+              box: tuple[float, int, int], grey: bool, put) -> None:
+    """Row j of `out` <- put(crop of frame indices[j], out[j]); a repeated frame is decoded
+    once and its finished row copied."""
+    first: dict[int, int] = {}          # frame -> its first row in `out`
     for j, i in enumerate(indices):
         if i in first:
             out[j] = out[first[i]]
             continue
         first[i] = j
-        try:
-            img = sample.frame(i, bgr=True, grey=grey)
-        except FormatError as exc:
-            raise SkipSample(exc.reason, exc.detail) from None
-        if scale != 1.0:
-            img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
-                             interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        out[j] = img[y:y + c, x:x + c]          # straight into the batch row: one copy
-    return out, box
+        put(frame_crop(sample, i, spec, box, grey), out[j])
+
+
+def frame_crop(sample: Sample, i: int, spec: ClipSpec, box: tuple[float, int, int], grey: bool) -> np.ndarray:
+    """Frame i decoded (BGR, or luma with `grey`), resized by the box's scale, and the box's
+    crop of it: a view, not a copy."""
+    scale, y, x = box
+    try:
+        img = sample.frame(i, bgr=True, grey=grey)
+    except FormatError as exc:
+        raise SkipSample(exc.reason, exc.detail) from None
+    if scale != 1.0:
+        img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
+                         interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    return img[y:y + spec.crop, x:x + spec.crop]
 
 
 def colour_draws(spec: ClipSpec, rng: np.random.Generator) -> tuple[bool, bool]:
@@ -151,49 +172,63 @@ def colour_draws(spec: ClipSpec, rng: np.random.Generator) -> tuple[bool, bool]:
     return flip, grey
 
 
-def decode_clip(sample: Sample, indices: list[int], spec: ClipSpec, rng: np.random.Generator | None) -> np.ndarray:
+def decode_clip(sample: Sample, indices: list[int], spec: ClipSpec, rng: np.random.Generator | None,
+                out: np.ndarray | None = None) -> np.ndarray:
     """Frames `indices` as one clip, uint8 (len(indices), crop, crop, 3) RGB: with `rng`, a
     random crop, flip and grey-scale (drawn in that order; a grey clip is decoded from the
-    JPEGs' luma alone, the codec's own BT.601 Y); without, the centred crop as it is."""
+    JPEGs' luma alone, the codec's own BT.601 Y); without, the centred crop as it is.
+    `out`: a C-contiguous array of that shape to write into (e.g. the clip's row of the
+    batch), else a new one. Each crop goes from the decoded frame to `out` in one pass."""
     box = crop_box(sample.meta.height, sample.meta.width, spec, rng)
     flip, grey = colour_draws(spec, rng) if rng is not None else (False, False)
-    frames, _ = decode_frames(sample, indices, spec, None, box, grey)
-    return finish_colour(frames, flip, grey)
+    c = spec.crop
+    if out is None:
+        out = np.empty((len(indices), c, c, 3), dtype=np.uint8)
+    elif out.shape != (len(indices), c, c, 3) or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise ValueError(f"out is {out.dtype} {out.shape}, not a C-contiguous uint8 {(len(indices), c, c, 3)}")
+    fill_clip(out, sample, indices, spec, box, grey, PUT[flip, grey])
+    return out
 
 
-def finish_colour(frames: np.ndarray, flip: bool, grey: bool) -> np.ndarray:
-    """(..., H, W, 3) BGR, or (..., H, W) luma with `grey` -> contiguous (..., H, W, 3) RGB,
-    mirrored left-right with `flip` (a grey clip gets 3 equal channels)."""
-    if not grey:
-        return _to_rgb(frames, flip)
-    shape = frames.shape
-    if flip:
-        frames = cv2.flip(np.ascontiguousarray(frames).reshape(-1, shape[-1]), 1).reshape(shape)
-    return cv2.cvtColor(np.ascontiguousarray(frames).reshape(-1, shape[-1]), cv2.COLOR_GRAY2RGB).reshape(*shape, 3)
+# One crop (a view of the decoded frame: BGR, or luma for a grey clip) -> its row of the clip,
+# RGB, in one OpenCV pass. A mirrored RGB row is the BGR row's bytes in reverse order, so a
+# flipped colour crop is one cv2.flip of its (rows, crop*3) bytes; a grey crop gets 3 equal
+# channels, and is then mirrored the same way in place.
+def _put_as_is(crop: np.ndarray, row: np.ndarray) -> None:
+    row[...] = crop
 
 
-def _to_rgb(bgr: np.ndarray, flip: bool) -> np.ndarray:
-    """(..., H, W, 3) BGR -> contiguous RGB, mirrored left-right with `flip`. The same
-    pixels as numpy's reversed views (bgr[..., ::-1], bgr[..., ::-1, ::-1]), ~10x faster
-    than copying those: a mirrored RGB row is the BGR row's bytes in reverse order, so one
-    cv2.flip of the (rows, W*3) view does both; without flip, cv2's channel swap."""
-    if bgr.size == 0:
-        return np.ascontiguousarray(bgr[..., ::-1, ::-1] if flip else bgr[..., ::-1])
-    shape = bgr.shape
-    bgr = np.ascontiguousarray(bgr)
-    if flip:
-        return cv2.flip(bgr.reshape(-1, shape[-2] * 3), 1).reshape(shape)
-    return cv2.cvtColor(bgr.reshape(-1, shape[-2], 3), cv2.COLOR_BGR2RGB).reshape(shape)
+def _put_rgb(crop: np.ndarray, row: np.ndarray) -> None:
+    cv2.cvtColor(crop, cv2.COLOR_BGR2RGB, dst=row)
 
 
-def decode_sample(raw: dict, spec: ClipSpec, rng: np.random.Generator) -> dict:
-    """One raw tar sample -> {"frames": uint8 (T,c,c,3) RGB, "mel": float32 (n_mels, T*k), ...}.
-    SkipSample (with the format's reason code) for a sample that breaks a rule. The random
-    draws come in a fixed order: window start, then decode_clip's crop box, flip, grey."""
+def _put_rgb_flipped(crop: np.ndarray, row: np.ndarray) -> None:
+    cv2.flip(crop.reshape(crop.shape[0], -1), 1, dst=row.reshape(row.shape[0], -1))
+
+
+def _put_grey(crop: np.ndarray, row: np.ndarray) -> None:
+    cv2.cvtColor(crop, cv2.COLOR_GRAY2RGB, dst=row)
+
+
+def _put_grey_flipped(crop: np.ndarray, row: np.ndarray) -> None:
+    cv2.cvtColor(crop, cv2.COLOR_GRAY2RGB, dst=row)
+    rows = row.reshape(row.shape[0], -1)
+    cv2.flip(rows, 1, dst=rows)
+
+
+PUT = {(False, False): _put_rgb, (True, False): _put_rgb_flipped,
+       (False, True): _put_grey, (True, True): _put_grey_flipped}
+
+
+def decode_sample(raw: dict, spec: ClipSpec, rng: np.random.Generator, out: np.ndarray | None = None) -> dict:
+    """One raw tar sample -> {"frames": uint8 (T,c,c,3) RGB, "mel": float32 (n_mels, T*k), ...}
+    (frames written into `out` when given, see decode_clip). SkipSample (with the format's
+    reason code) for a sample that breaks a rule. The random draws come in a fixed order:
+    window start, then decode_clip's crop box, flip, grey."""
     sample = open_checked(raw, spec)
     start = choose_start(sample.meta.num_frames, spec.frames, spec.jitter, rng)
     try:
-        frames = decode_clip(sample, list(range(start, start + spec.frames)), spec, rng)
+        frames = decode_clip(sample, list(range(start, start + spec.frames)), spec, rng, out)
         window = sample.mel_window(start, spec.frames)
     except FormatError as exc:
         raise SkipSample(exc.reason, exc.detail) from None
@@ -208,9 +243,18 @@ class NoBatchError(RuntimeError):
     """No batch can be made from these shards; str() is one line: the reason and the skip counts."""
 
 
-def no_batch(reason: str, counts: dict[str, int]) -> NoBatchError:
+def no_batch(reason: str, counts: dict[str, int], unread=()) -> NoBatchError:
+    """The one-line error; `unread`: suffixes of the tar members that were not read."""
     skipped = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
-    return NoBatchError(f"no batch could be made: {reason}; skipped by reason: {skipped}")
+    seen = f"; tar members not read: {', '.join(sorted(unread))}" if unread else ""
+    return NoBatchError(f"no batch could be made: {reason}; skipped by reason: {skipped}{seen}")
+
+
+def member_suffix(fname: str) -> str:
+    """A tar member's suffix as webdataset splits it ('a/k1.mel.npy' -> '.mel.npy'); its
+    name when it has none."""
+    _, suffix = tariterators.base_plus_ext(fname)
+    return "." + suffix if suffix else os.path.basename(fname)
 
 
 class SkipCounter:
@@ -224,6 +268,16 @@ class SkipCounter:
         self.skip_limit, self.shards = skip_limit, shards
         self.in_a_row = 0                  # unusable samples since the last usable one
         self.barren: set[str] = set()      # shards read with no sample since the last sample
+        self.unread: set[str] = set()      # suffixes of tar members not read (not one of MEMBERS)
+
+    def select(self, fname: str) -> bool:
+        """select_files for the tar readers: `is_member`, noting the other members' suffixes
+        (a few), so that "no batch" can say what the shards held instead."""
+        if is_member(fname):
+            return True
+        if len(self.unread) < 8:
+            self.unread.add(member_suffix(fname))
+        return False
 
     def skip(self, reason: str, where: str, detail: str) -> None:
         self.counts[reason] += 1
@@ -242,7 +296,8 @@ class SkipCounter:
             return
         self.in_a_row += 1
         if self.skip_limit and self.in_a_row >= self.skip_limit:
-            raise no_batch(f"{self.in_a_row} samples in a row could not be used (data.skip_limit)", self.counts)
+            raise no_batch(f"{self.in_a_row} samples in a row could not be used (data.skip_limit)", self.counts,
+                           self.unread)
 
     def shard_done(self, url: str, samples: int) -> None:
         """The read stage finished one shard, which gave `samples` samples."""
@@ -251,8 +306,9 @@ class SkipCounter:
             return
         self.barren.add(url)
         if self.shards and len(self.barren) >= self.shards:
-            raise no_batch(f"none of the {self.shards} shards gave a sample (empty, unreadable or not tar files)",
-                           self.counts)
+            raise no_batch(f"none of the {self.shards} shards gave a sample " + (
+                f"(no member is one of {', '.join('.' + m for m in MEMBERS)}: not avprep shards?)"
+                if self.unread else "(empty, unreadable or not tar files)"), self.counts, self.unread)
 
 
 class ReadStage:
@@ -265,10 +321,81 @@ class ReadStage:
     def __call__(self, src):
         for shard in src:
             n = 0
-            for sample in wds.tarfile_samples(iter([shard]), handler=self.counter.tar_error, select_files=is_member):
+            for sample in read_shard(shard["url"], self.counter.tar_error, self.counter.select):
                 n += 1
                 yield sample
             self.counter.shard_done(shard["url"], n)
+
+
+# What reading a shard can raise; each goes to the handler (counted as shard_error).
+READ_ERRORS = (OSError, ValueError, EOFError, tarfile.TarError, zlib.error, lzma.LZMAError)
+WDS_META_NAME = re.compile(r"__[^/]*__($|/)")       # webdataset's own files in a tar: never samples
+
+
+def read_shard(url: str, handler, select=is_member) -> Iterator[dict]:
+    """The samples of one shard as webdataset makes them ({"__key__", "__url__", member:
+    bytes}, the members `select(name)` accepts, grouped by key by webdataset). A local tar file is
+    read with random access, each member's bytes in one read; webdataset's reader (tarfile's
+    stream mode, which copies every member through 10 KB chunks: ~1 ms a 0.7 MB sample)
+    reads the rest: commands' and URLs' streams, compressed tars. Errors go to `handler`,
+    the url last in their args, as in webdataset."""
+    try:
+        stream = wds.gopen(url)
+    except READ_ERRORS as exc:
+        exc.args += (url,)
+        handler(exc)
+        return iter(())
+    if isinstance(stream, io.IOBase) and stream.seekable():
+        files = local_tar_files(stream, url, handler, select)
+    else:
+        files = stream_tar_files(stream, url, handler, select)
+    return tariterators.group_by_keys(files, handler=handler)
+
+
+def stream_tar_files(stream, url: str, handler, select) -> Iterator[dict]:
+    """webdataset's tar reader over an open stream: {"fname", "data", "__url__"} per member."""
+    return tariterators.tar_file_expander([{"url": url, "stream": stream}], handler=handler, select_files=select)
+
+
+def local_tar_files(stream, url: str, handler, select) -> Iterator[dict]:
+    """As stream_tar_files, for a seekable plain tar file: the same members and names,
+    each member read at once. A file that does not open as a plain tar goes through
+    stream_tar_files (which opens compressed tars, or reports the error as before)."""
+    with stream:
+        try:
+            tar = tarfile.open(fileobj=BoundedFile(stream), mode="r:")
+        except READ_ERRORS:
+            stream.seek(0)
+            yield from stream_tar_files(stream, url, handler, select)
+            return
+        try:
+            while (info := tar.next()) is not None:
+                tar.members = []                        # keep no list of the members read
+                if not info.isreg() or WDS_META_NAME.match(info.name) or not select(info.name):
+                    continue
+                yield {"fname": info.name, "data": tar.extractfile(info).read(), "__url__": url}
+        except READ_ERRORS as exc:
+            exc.args += (url,)
+            handler(exc)
+
+
+class BoundedFile:
+    """A seekable file whose reads never ask for more than the file holds: a tar header
+    that claims a huge size (a member's or a pax header's) gives a short read, which
+    tarfile reports as ReadError, instead of allocating that size."""
+
+    def __init__(self, f):
+        self.f, self.size = f, os.fstat(f.fileno()).st_size
+
+    def read(self, n: int = -1) -> bytes:
+        left = max(self.size - self.f.tell(), 0)
+        return self.f.read(left if n is None or n < 0 else min(n, left))
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.f.tell()
 
 
 def worker_rng(seed: int, epoch: int) -> np.random.Generator:
@@ -326,11 +453,14 @@ class SelectStage:
 
 class DecodeStage:
     """Pipeline stage: raw samples -> decoded, augmented clips; skips are counted.
-    `decode(raw, spec, rng)` makes one clip (default: `decode_sample`, pretraining's)."""
+    `decode(raw, spec, rng)` makes one clip (default: `decode_sample`, pretraining's).
+    With `rows` (BatchRows) each clip's frames are decoded into the next batch row,
+    `decode(raw, spec, rng, out=row)`."""
 
-    def __init__(self, spec: ClipSpec, counter: SkipCounter, seed: int, decode=None):
+    def __init__(self, spec: ClipSpec, counter: SkipCounter, seed: int, decode=None,
+                 rows: BatchRows | None = None):
         self.spec, self.counter, self.seed, self.epoch = spec, counter, seed, -1
-        self.decode = decode or decode_sample
+        self.decode, self.rows = decode or decode_sample, rows
 
     def __call__(self, src):
         self.epoch += 1
@@ -338,7 +468,11 @@ class DecodeStage:
         rng = worker_rng(self.seed, self.epoch)
         for sample in src:
             try:
-                clip = self.decode(sample, self.spec, rng)
+                if self.rows is None:
+                    clip = self.decode(sample, self.spec, rng)
+                else:
+                    clip = self.decode(sample, self.spec, rng, out=self.rows.row())
+                    self.rows.keep(clip["frames"])
             except SkipSample as exc:
                 self.counter.skip(exc.reason, sample.get("__key__", "?"), str(exc))
                 self.counter.sample_done(False)
@@ -353,20 +487,23 @@ class BatchStage:
     In a DataLoader worker, a NoBatchError becomes a last item {"no_batch": message} (and a
     pass that made no batch ends with {"pass_end": ..., "skipped": counts}), so the main
     process can raise it as one line (`batches`); in the main process it is raised as is.
-    A subclass may batch differently by setting `collate_fn` (glcm.sentence pads)."""
+    A subclass may batch differently by setting `collate_fn` (glcm.sentence pads). With
+    `rows` (the DecodeStage's BatchRows) the clips' frames come already batched."""
 
-    def __init__(self, batch_size: int, counter: SkipCounter):
-        self.batch_size, self.counter = batch_size, counter
+    def __init__(self, batch_size: int, counter: SkipCounter, rows: BatchRows | None = None):
+        self.batch_size, self.counter, self.rows = batch_size, counter, rows
 
     def __call__(self, src):
         _, _, worker, _ = wds.utils.pytorch_worker_info()
         in_worker = torch.utils.data.get_worker_info() is not None
         buf, made = [], 0
+        if self.rows is not None:
+            self.rows.reset()                 # a new pass: rows left from the last one are not a batch
         try:
             for clip in src:
                 buf.append(clip)
                 if len(buf) == self.batch_size:
-                    yield self.collate_fn(buf, worker, dict(self.counter.counts))
+                    yield self.make_batch(buf, worker)
                     buf, made = [], made + 1
         except NoBatchError as exc:
             if not in_worker:
@@ -374,12 +511,74 @@ class BatchStage:
             yield {"no_batch": str(exc), "worker": worker}
             return
         if in_worker and not made:
-            yield {"pass_end": True, "worker": worker, "skipped": dict(self.counter.counts)}
+            yield {"pass_end": True, "worker": worker, "skipped": dict(self.counter.counts),
+                   "unread": sorted(self.counter.unread)}
+
+    def make_batch(self, clips: list[dict], worker: int) -> dict:
+        skipped = dict(self.counter.counts)
+        frames = self.rows.take([c.get("frames") for c in clips]) if self.rows is not None else None
+        if frames is None:
+            return self.collate_fn(clips, worker, skipped)
+        return self.collate_fn(clips, worker, skipped, frames=frames)
 
 
-def collate(clips: list[dict], worker: int, skipped: dict[str, int]) -> dict:
-    """Stack the clips' arrays (frames, mel, boundary: whichever the clips carry) and labels."""
-    out = {name: stack([c[name] for c in clips]) for name in ("frames", "mel", "boundary") if name in clips[0]}
+class BatchRows:
+    """The frames tensor of the batch being made, one row per clip, so that each clip is
+    decoded straight into its place: no array per clip and no stacking copy. In a
+    DataLoader worker the tensor is in shared memory (as default_collate's), so handing the
+    batch to the training process copies nothing either. Rows go out in order (`row`: the
+    same one again until `keep`); `take` gives the tensor when a batch's clips are exactly
+    its rows, and starts a new one. A tensor is never written again once taken."""
+
+    def __init__(self, batch_size: int, shape: tuple[int, ...]):
+        self.batch_size, self.shape = batch_size, tuple(shape)
+        self.reset()
+
+    def reset(self) -> None:
+        self.tensor, self.array, self.kept, self.given = None, None, [], None
+
+    def row(self) -> np.ndarray:
+        """Where the next clip's frames go."""
+        if len(self.kept) >= self.batch_size:          # more clips than a batch: one of its own
+            self.given = np.empty(self.shape, np.uint8)
+        else:
+            if self.tensor is None:
+                self.tensor = batch_tensor((self.batch_size, *self.shape))
+                self.array = self.tensor.numpy()
+            self.given = self.array[len(self.kept)]
+        return self.given
+
+    def keep(self, frames: np.ndarray) -> None:
+        """The last clip is kept; `frames`: its frames as decoded (the row, if the decoder wrote it)."""
+        self.kept.append(frames if frames is self.given else None)
+
+    def take(self, frames: list) -> torch.Tensor | None:
+        """The batch tensor if `frames` are its rows 0..batch_size-1, in order; else None
+        (the caller stacks them). Either way the next row starts a new tensor."""
+        whole = len(frames) == len(self.kept) == self.batch_size and all(
+            f is not None and f is k for f, k in zip(frames, self.kept))
+        tensor = self.tensor if whole else None
+        self.reset()
+        return tensor
+
+
+def batch_tensor(shape: tuple[int, ...]) -> torch.Tensor:
+    """An uninitialised uint8 tensor. In the main process numpy's memory (numpy asks for
+    huge pages for large arrays: writing a fresh 38 MB batch faults ~20 times, not ~9,400);
+    in a DataLoader worker shared memory, allocated as torch's default_collate allocates a
+    batch there."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.from_numpy(np.empty(shape, np.uint8))
+    elem = torch.empty(0, dtype=torch.uint8)
+    storage = elem._typed_storage()._new_shared(math.prod(shape), device=elem.device)
+    return elem.new(storage).resize_(*shape)
+
+
+def collate(clips: list[dict], worker: int, skipped: dict[str, int], frames: torch.Tensor | None = None) -> dict:
+    """Stack the clips' arrays (frames, mel, boundary: whichever the clips carry) and labels.
+    `frames`: the clips' frames already batched (BatchRows), used as they are."""
+    out = {name: frames if name == "frames" and frames is not None else stack([c[name] for c in clips])
+           for name in ("frames", "mel", "boundary") if name in clips[0]}
     if "label" in clips[0]:
         out["label"] = torch.tensor([c["label"] for c in clips])
     return {**out, "start": torch.tensor([c["start"] for c in clips]),
@@ -418,12 +617,14 @@ def make_dataset(urls: str | list[str], cfg: DataConfig, batch_size: int, spec: 
         source = [wds.ResampledShards(urls, seed=seed, deterministic=True)]
     else:
         source = [wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker]
+    # pretraining's clips are decoded straight into their batch's rows
+    rows = BatchRows(batch_size, (spec.frames, spec.crop, spec.crop, 3)) if decode is None else None
     stages = source + [
         ReadStage(counter),
         *([SelectStage(select, counter)] if select is not None else []),
         ShuffleStage(cfg.shuffle_buffer, cfg.initial_buffer, seed),
-        DecodeStage(spec, counter, seed, decode),
-        BatchStage(batch_size, counter),
+        DecodeStage(spec, counter, seed, decode, rows),
+        BatchStage(batch_size, counter, rows),
     ]
     pipeline = wds.DataPipeline(*stages)
     pipeline.skip_counter = counter     # in-process view of the counts (workers hold their own)
@@ -500,13 +701,14 @@ def batches(loader):
     """The batches of one pass over `loader`. NoBatchError (one line) when a worker reports
     that no batch can come, when the pass ends without a batch, or when one batch takes
     longer than the loader's timeout (data.batch_timeout)."""
-    made, reports = 0, {}
+    made, reports, unread = 0, {}, set()
     try:
         for batch in loader:
             if "no_batch" in batch:
                 raise NoBatchError(batch["no_batch"])
             if "pass_end" in batch:
                 reports[batch["worker"]] = batch["skipped"]
+                unread.update(batch.get("unread", ()))
                 continue
             made += 1
             yield batch
@@ -518,7 +720,8 @@ def batches(loader):
     if not made:
         counter = getattr(getattr(loader, "dataset", None), "skip_counter", None)
         counts = total_skipped(reports) if reports else dict(counter.counts) if counter else {}
-        raise no_batch("a whole pass over the shards gave no batch", counts)
+        unread = unread if reports else counter.unread if counter else ()
+        raise no_batch("a whole pass over the shards gave no batch", counts, unread)
 
 
 def total_skipped(latest: dict[int, dict[str, int]]) -> dict[str, int]:

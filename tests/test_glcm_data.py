@@ -2,6 +2,7 @@
 skipped and counted, pickled members never loaded, fixed epoch length with workers."""
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import pickle
@@ -11,6 +12,7 @@ import cv2
 import numpy as np
 import numpy.lib.format as npy_format
 import pytest
+import torch
 import webdataset as wds
 
 import glcm.data as gdata
@@ -193,6 +195,10 @@ def test_resampled_epochs_have_a_fixed_length_with_workers(tmp_path):
         assert len(batches) == 6
         assert {b["worker"] for b in batches} == {0, 1}
         assert all(b["frames"].shape == (2, 32, 32, 32, 3) for b in batches)
+        # the frames reached this process intact (decoded into shared memory by the worker)
+        levels = torch.stack([b["frames"].float().mean(dim=(2, 3, 4)) for b in batches])
+        np.testing.assert_allclose(levels.numpy(), np.broadcast_to([grey_level(i) for i in range(32)], levels.shape),
+                                   atol=2)
 
 
 def test_shard_without_expected_version_is_refused_by_count_not_crash(tmp_path):
@@ -206,3 +212,60 @@ def test_only_expected_members_are_read(member):
     assert gdata.is_member(f"key_1.{member}")
     assert not gdata.is_member("key_1.pyd") and not gdata.is_member("key_1.pickle")
     assert not gdata.is_member("key_1.npy")
+
+
+def test_batches_are_the_clips_decoded_in_order_and_never_overwritten(tmp_path):
+    # each clip is decoded straight into its batch row: every batch, held while later ones
+    # are made, equals decode_sample's clips with the stage's generator, in order
+    path = write(tmp_path / "s.tar", [sample(f"k{i}", t=34, h=32, w=40) for i in range(6)])
+    cfg = DataConfig(resample=False, workers=0, shuffle_buffer=1, initial_buffer=1, seed=5)
+    made = list(make_dataset(path, cfg, 2, SPEC))
+    rng = gdata.worker_rng(5, 0)
+    raws = list(wds.tarfile_samples(iter([{"url": path}])))
+    expected = [decode_sample(raw, SPEC, rng) for raw in raws]
+    assert len(made) == 3
+    for b, batch in enumerate(made):
+        assert batch["key"] == [f"k{2 * b}", f"k{2 * b + 1}"]
+        for j in range(2):
+            np.testing.assert_array_equal(batch["frames"][j].numpy(), expected[2 * b + j]["frames"])
+            np.testing.assert_array_equal(batch["mel"][j].numpy(), expected[2 * b + j]["mel"])
+
+
+@pytest.mark.parametrize("how", ["gzip", "pipe"])
+def test_compressed_and_command_shards_read_as_plain_files(how, tmp_path):
+    path = write(tmp_path / "s.tar", [sample(f"k{i}", t=4, h=8, w=8) for i in range(2)])
+    if how == "gzip":
+        url = str(tmp_path / "s.tar.gz")
+        (tmp_path / "s.tar.gz").write_bytes(gzip.compress(open(path, "rb").read()))
+    else:
+        url = f"pipe:cat {path}"
+    counter = gdata.SkipCounter()
+    plain, other = (list(gdata.ReadStage(counter)(iter([{"url": u}]))) for u in (path, url))
+    assert [s["__key__"] for s in plain] == ["k0", "k1"] and plain == [{**s, "__url__": path} for s in other]
+    assert not counter.counts
+
+
+def test_member_size_beyond_the_file_is_a_shard_error(tmp_path):
+    path = write(tmp_path / "s.tar", [sample("k0", t=4, h=8, w=8)])
+    blob = bytearray(open(path, "rb").read())
+    header = tarfile.TarInfo.frombuf(bytes(blob[:512]), "utf-8", "surrogateescape")
+    header.size = 1 << 60                                          # an exabyte claimed by a 20 KB file
+    blob[:512] = header.tobuf(tarfile.GNU_FORMAT)
+    (tmp_path / "s.tar").write_bytes(bytes(blob))
+    counter = gdata.SkipCounter()
+    assert list(gdata.ReadStage(counter)(iter([{"url": path}]))) == []
+    assert dict(counter.counts) == {"shard_error": 1}
+
+
+def test_no_batch_names_the_members_a_foreign_tar_holds(tmp_path):
+    path = str(tmp_path / "other.tar")
+    with tarfile.open(path, "w") as tar:
+        for name in ("a.jpg", "a.cls", "b.jpg", "b.cls"):
+            info = tarfile.TarInfo(name)
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(gdata.NoBatchError) as err:
+        list(gdata.batches(make_dataset(path, DataConfig(workers=0), 1, SPEC, epoch_batches=1)))
+    message = str(err.value)
+    assert "\n" not in message and "none of the 1 shards gave a sample" in message
+    assert message.endswith("tar members not read: .cls, .jpg") and ".frames.mjpeg" in message
