@@ -3,8 +3,10 @@
 Both come from ffmpeg (driven through ffmpeg-python, run with argument lists). ffmpeg
 shifts every stream by the file's start time, so video and audio share its clock:
 - video passes the `fps` filter (round=up), whose output frame n is the source frame on
-  screen at time n/fps; `showinfo` after it reports each frame's pts, which gives the
-  global frame number of every frame read;
+  screen at time n/fps. Its output is constant-rate (it duplicates or drops frames to fill
+  every tick), so frame numbers run on by one from the first frame's; `showinfo` reports
+  that one's pts, on a branch of the graph that ends after one frame (a `showinfo` on every
+  frame was ~1000 writes to stderr for a 29-frame clip, each a reader thread's wake-up);
 - audio is resampled to 16 kHz mono and padded with silence up to time 0
   (`aresample=first_pts=0`), so sample s sits at s/sample_rate.
 
@@ -175,14 +177,20 @@ def _input(path: str, cut_start: float | None, cut_end: float | None, threads: i
     return ffmpeg.input(local_path(path), **opts)      # `x:a.mp4` is a file, not a protocol
 
 
-def _video_output(inp, fps: float, geometry: FrameGeometry, target: str = "pipe:"):
+def _video_outputs(inp, fps: float, geometry: FrameGeometry, target: str = "pipe:") -> list:
+    """The frames, as raw RGB to `target`, and the first frame's number (`showinfo` on a
+    branch that ends after one frame, into the null muxer)."""
     # round=up: output frame n is the source frame on screen at time n/fps (latest pts <= n/fps)
     stream = inp.video.filter("fps", fps=fps, round="up")
     for name, kwargs in geometry.filters:
         stream = stream.filter(name, **kwargs)
-    stream = stream.filter("showinfo", checksum=0)     # the frame numbers; no per-plane checksums
-    return ffmpeg.output(stream, target, format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough",
-                         an=None, sn=None)
+    branches = stream.split()
+    # side data dropped on this branch: showinfo writes an encoder's SEI (x264's options)
+    # one byte per write; no per-plane checksums
+    first = branches[1].trim(end_frame=1).filter("sidedata", mode="delete").filter("showinfo", checksum=0)
+    return [ffmpeg.output(branches[0], target, format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough",
+                          an=None, sn=None),
+            ffmpeg.output(first, "-", format="null")]
 
 
 def _audio_output(inp, sample_rate: int, target: str = "pipe:"):
@@ -197,11 +205,12 @@ def _compile(out, loglevel: str) -> list[str]:
 
 
 class _VideoPipe:
-    """Raw RGB frames of a running ffmpeg, each with the frame number showinfo gave it."""
+    """Raw RGB frames of a running ffmpeg, numbered on from the first one's (showinfo's)."""
 
     def __init__(self, proc: subprocess.Popen, reader: _StderrReader, geometry: FrameGeometry):
         self.proc, self.reader, self.geometry = proc, reader, geometry
         self.ended = False
+        self.number: int | None = None      # of the next frame
 
     def next(self) -> tuple[int, np.ndarray] | None:
         """The next (frame number, frame), or None at the end of the stream."""
@@ -210,11 +219,13 @@ class _VideoPipe:
         if self.ended or not _read_into(self.proc.stdout, frame):
             self.ended = True
             return None
-        pts = self.reader.next_pts()
-        if pts is None:
-            _check_exit(self.proc.wait(), self.reader, "")
-            raise MediaError("decode_error", "frame without a timestamp from ffmpeg")
-        return pts, frame
+        if self.number is None:
+            self.number = self.reader.next_pts()
+            if self.number is None:
+                _check_exit(self.proc.wait(), self.reader, "")
+                raise MediaError("decode_error", "frame without a timestamp from ffmpeg")
+        self.number += 1
+        return self.number - 1, frame
 
     def finish(self) -> None:
         """After the last frame: wait for ffmpeg and raise if it failed or timed out."""
@@ -227,7 +238,8 @@ def iter_frames(path: str, info: MediaInfo, fps: float, geometry: FrameGeometry,
                 cut_start: float | None = None, cut_end: float | None = None,
                 threads: int = 1, deadline: float | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (global frame number, HxWx3 uint8 RGB frame), streaming, one frame in memory."""
-    args = _compile(_video_output(_input(path, cut_start, cut_end, threads), fps, geometry), "info")
+    args = _compile(ffmpeg.merge_outputs(*_video_outputs(_input(path, cut_start, cut_end, threads), fps, geometry)),
+                    "info")
     proc, reader = _start(args, deadline)
     pipe = _VideoPipe(proc, reader, geometry)
     try:
@@ -419,10 +431,10 @@ def _source_args(path: str, spec: DecodeSpec, geometry: FrameGeometry, audio_fd:
            geometry.height, repr(geometry.filters), audio_fd is not None)
     if key not in _templates:
         inp = _input(_INPUT, spec.cut_start, spec.cut_end, spec.threads)
-        out = _video_output(inp, spec.fps, geometry)
+        outputs = _video_outputs(inp, spec.fps, geometry)
         if audio_fd is not None:
-            out = ffmpeg.merge_outputs(out, _audio_output(inp, spec.sample_rate, _AUDIO))
-        args = _compile(out, "info")
+            outputs.insert(1, _audio_output(inp, spec.sample_rate, _AUDIO))
+        args = _compile(ffmpeg.merge_outputs(*outputs), "info")
         if len(_templates) >= 64:       # cut inputs each have their own times: keep it bounded
             _templates.clear()
         _templates[key] = (tuple(args), args.index(_INPUT), args.index(_AUDIO) if audio_fd is not None else None)
