@@ -345,7 +345,7 @@ def read_shard(url: str, handler, select=is_member) -> Iterator[dict]:
         exc.args += (url,)
         handler(exc)
         return iter(())
-    if isinstance(stream, io.IOBase) and stream.seekable():
+    if url != "-" and isinstance(stream, io.IOBase) and stream.seekable():     # not stdin: it is closed after
         files = local_tar_files(stream, url, handler, select)
     else:
         files = stream_tar_files(stream, url, handler, select)
