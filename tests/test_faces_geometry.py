@@ -96,9 +96,22 @@ def test_landmark_points_are_read_exactly():
     class Odd:      # a dlib whose text form of points differs: read point by point
         num_parts = 2
 
+        def __init__(self, text):
+            self.text = text
+
         def parts(self):
-            return [dlib.point(4, -2), dlib.point(7, 9)]
-    assert _points(Odd()).tolist() == [[4.0, -2.0], [7.0, 9.0]]
+            return Points(self.text)
+
+    class Points(list):
+        def __init__(self, text):
+            super().__init__([dlib.point(4, -2), dlib.point(7, 9)])
+            self.text = text
+
+        def __str__(self):
+            return self.text
+    for text in ("[(4, -2), (7, 9)]", "points[(4, -2), (7, 9), (1, 1)]", "points[(4, -2), (7, 9.5)]",
+                 "points[(4, -2), (7, 9-)]"):
+        assert _points(Odd(text)).tolist() == [[4.0, -2.0], [7.0, 9.0]]
 
 
 def test_fill_gaps_interpolates_and_refuses_long_gaps():

@@ -94,15 +94,21 @@ def predict(grey: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _to_src(_points(shape), sx, sy, x0, y0), face_patch(grey, box)
 
 
+_NUMBER_CHARS = str.maketrans("", "", "0123456789-, ")
+
+
 def _points(shape) -> np.ndarray:
     """A dlib shape's points as (n, 2) float64, parsed from dlib's text form of them,
-    "points[(x, y), ...]" (0.04 ms, against 0.26 ms for reading 2 x 68 attributes); read
+    "points[(x, y), ...]" (0.08 ms, against 0.25 ms for reading 2 x 68 attributes); read
     point by point if the text has another form."""
     text = str(shape.parts())
-    if text.startswith("points[") and text.endswith("]"):
-        xy = np.fromstring(text[7:-1].replace("(", "").replace(")", ""), sep=",")
-        if xy.size == 2 * shape.num_parts:
-            return xy.reshape(-1, 2)
+    numbers = text[7:-1].replace("(", "").replace(")", "")
+    if (text.startswith("points[") and text.endswith("]") and not numbers.translate(_NUMBER_CHARS)
+            and numbers.count(",") == 2 * shape.num_parts - 1):
+        try:
+            return np.fromstring(numbers, sep=",").reshape(-1, 2)
+        except ValueError:      # not numbers after all
+            pass
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
 
