@@ -246,8 +246,12 @@ class NoBatchError(RuntimeError):
 def no_batch(reason: str, counts: dict[str, int], unread=()) -> NoBatchError:
     """The one-line error; `unread`: suffixes of the tar members that were not read."""
     skipped = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
-    seen = f"; tar members not read: {', '.join(sorted(unread))}" if unread else ""
-    return NoBatchError(f"no batch could be made: {reason}; skipped by reason: {skipped}{seen}")
+    return NoBatchError(f"no batch could be made: {reason}; skipped by reason: {skipped}{unread_note(unread)}")
+
+
+def unread_note(unread) -> str:
+    """'; tar members not read: .cls, .jpg' for the errors that say no sample was usable ('' for none)."""
+    return f"; tar members not read: {', '.join(sorted(unread))}" if unread else ""
 
 
 def member_suffix(fname: str) -> str:
@@ -602,7 +606,8 @@ def make_dataset(urls: str | list[str], cfg: DataConfig, batch_size: int, spec: 
                  epoch_batches: int | None = None, seed_offset: int = 0, decode=None,
                  select=None) -> wds.DataPipeline:
     """The batch pipeline. `urls`: brace pattern(s), local paths or pipe:/http(s) URLs.
-    `decode`: how a raw sample becomes a clip (default: pretraining's `decode_sample`);
+    `decode`: how a raw sample becomes a clip (default: pretraining's `decode_sample`; one
+    with a true `fills_rows` attribute takes `out=`, its frames' batch row, as it does);
     `select(meta)`: which samples to use (default: all), see SelectStage.
 
     With `cfg.resample` shards are drawn with replacement (per rank/worker/epoch seeds)
@@ -617,8 +622,9 @@ def make_dataset(urls: str | list[str], cfg: DataConfig, batch_size: int, spec: 
         source = [wds.ResampledShards(urls, seed=seed, deterministic=True)]
     else:
         source = [wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker]
-    # pretraining's clips are decoded straight into their batch's rows
-    rows = BatchRows(batch_size, (spec.frames, spec.crop, spec.crop, 3)) if decode is None else None
+    # pretraining's clips, and a `decode` with `fills_rows` (finetuning's video), are decoded into their batch's rows
+    in_rows = decode is None or getattr(decode, "fills_rows", False)
+    rows = BatchRows(batch_size, (spec.frames, spec.crop, spec.crop, 3)) if in_rows else None
     stages = source + [
         ReadStage(counter),
         *([SelectStage(select, counter)] if select is not None else []),

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 import webdataset as wds
 
-from avprep.format import SampleMeta, expand_shards
+from avprep.format import MEMBERS, SampleMeta, expand_shards
 from glcm import locbench
-from glcm.data import ClipSpec, SkipSample, decode_window, is_member, open_checked
+from glcm.data import ClipSpec, SkipCounter, SkipSample, decode_window, open_checked, read_shard, unread_note
 from glcm.model import GLCM
 
 
@@ -51,18 +51,27 @@ def box_in_crop(record: dict, meta: SampleMeta, frame: int, crop: tuple[float, i
     return np.clip(box, 0, size)
 
 
+def read_samples(urls: list[str], counter: SkipCounter):
+    """The raw samples of the shards in order (glcm.data.read_shard); a shard that cannot be
+    read is an error, not skipped."""
+    for url in urls:
+        yield from read_shard(url, wds.reraise_exception, counter.select)
+
+
 def load_eval_clips(shards: str | list[str], annotations: dict[str, dict], frames: int = 32,
                     crop: int = 64, shift: int = 8, mel_per_frame: int = 10, n_mels: int = 80) -> list[EvalClip]:
     """Decode every annotated sample once (first window, centred crop). A sample that breaks
     a rule of the format (or has the wrong mel_per_frame / n_mels) is an error: an
     evaluation must not silently drop clips. Names from a glob are local files; a typed
-    `pipe:` or URL spec runs / fetches as in training."""
+    `pipe:` or URL spec runs / fetches as in training. Shards without one sample of the format
+    (e.g. another tool's tars) are a ValueError naming the members they hold."""
     spec = ClipSpec(frames=frames, crop=crop, flip_prob=0.0, grey_prob=0.0, jitter=False,
                     mel_per_frame=mel_per_frame, n_mels=n_mels)
     urls = expand_shards(shards, allow_commands=True)
-    source = wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples(select_files=is_member))
+    counter, read = SkipCounter(), 0            # the counter notes the tar members not read
     clips = []
-    for raw in source:
+    for raw in read_samples(urls, counter):
+        read += 1
         try:
             sample = open_checked(raw, spec)
             meta = sample.meta
@@ -77,6 +86,9 @@ def load_eval_clips(shards: str | list[str], annotations: dict[str, dict], frame
         clips.append(EvalClip(sample.key, np.ascontiguousarray(bgr[..., ::-1]), mel[:, :frames * k],
                               mel[:, shift * k:(shift + frames) * k],
                               box_in_crop(record, meta, meta.first_frame + frames // 2, box, crop)))
+    if not read and counter.unread:
+        raise ValueError("no tar member is one of " + ", ".join("." + m for m in MEMBERS)
+                         + f" (not avprep shards?){unread_note(counter.unread)}")
     return clips
 
 

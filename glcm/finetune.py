@@ -29,7 +29,7 @@ from avprep.format import FormatError, parse_meta
 from avprep.fsio import atomic_write, atomic_writer, make_output_dir
 from glcm import metrics
 from glcm.config import TASKS, ConfigError, FinetuneConfig, Task, input_of, validate_finetune
-from glcm.data import ClipSpec, NoBatchError, SkipCounter, SkipSample, is_member, make_loader
+from glcm.data import ClipSpec, NoBatchError, ReadStage, SkipCounter, SkipSample, make_loader, unread_note
 from glcm.heads import Classifier, encoder_names, freeze_backbones, load_pretrained
 from glcm.model import prepare_frames
 from glcm.labelled import Reader, Scan, Selection, decode_train, label_of, read_list, scan, test_windows
@@ -133,7 +133,7 @@ def check_samples(cfg: FinetuneConfig, found: Scan, option: str, role: str) -> N
     task, name = task_of(cfg), cfg.task.name
     if not found.metas:
         bad = ", ".join(f"{k} {v}" for k, v in sorted(found.bad.items())) or "no samples"
-        raise ConfigError(f"{option}: no readable sample ({bad})")
+        raise ConfigError(f"{option}: no readable sample ({bad}{unread_note(found.unread)})")
     labelled = [m for m in found.metas if isinstance(m.labels, dict) and "label_index" in m.labels]
     if not labelled:
         raise ConfigError(f"{option}: the samples carry no labels (labels.label_index); task {name} needs "
@@ -304,8 +304,7 @@ def score_videos(model: Classifier, urls: list[str], select, cfg: FinetuneConfig
     model.eval()
     spec, reader = clip_spec(cfg), reader_of(cfg)
     counter = SkipCounter()
-    source = wds.DataPipeline(wds.SimpleShardList(urls),
-                              wds.tarfile_to_samples(handler=counter.tar_error, select_files=is_member))
+    source = wds.DataPipeline(wds.SimpleShardList(urls), ReadStage(counter))
     probs, ids, labels, names = [], [], {}, {}
     for i, raw in enumerate(source):
         if i % part[1] != part[0]:
@@ -332,7 +331,8 @@ def score_videos(model: Classifier, urls: list[str], select, cfg: FinetuneConfig
             logits = model(frames, mel, boundary)
         probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         ids += [vid] * len(probs[-1])
-    return {"probs": probs, "ids": ids, "labels": labels, "names": names, "skipped": dict(counter.counts)}
+    return {"probs": probs, "ids": ids, "labels": labels, "names": names, "skipped": dict(counter.counts),
+            "unread": sorted(counter.unread)}
 
 
 def gather_scored(scored: dict, folder: Path, tag: str, classes: int) -> dict | None:
@@ -346,11 +346,12 @@ def gather_scored(scored: dict, folder: Path, tag: str, classes: int) -> dict | 
     with atomic_writer(f"{base}.npz", "wb") as f:
         np.savez(f, probs=probs, ids=np.array(scored["ids"], dtype=str))
     atomic_write(f"{base}.json", json.dumps({"labels": scored["labels"], "skipped": scored["skipped"],
+                                             "unread": scored["unread"],
                                              "names": {str(k): v for k, v in scored["names"].items()}}))
     dist.barrier()
     if rank != 0:
         return None
-    merged: dict = {"probs": [], "ids": [], "labels": {}, "names": {}, "skipped": Counter()}
+    merged: dict = {"probs": [], "ids": [], "labels": {}, "names": {}, "skipped": Counter(), "unread": set()}
     for r in range(world):
         base = folder / f".eval-{tag}-{r}"
         with np.load(f"{base}.npz", allow_pickle=False) as z:
@@ -360,10 +361,11 @@ def gather_scored(scored: dict, folder: Path, tag: str, classes: int) -> dict | 
         merged["labels"].update(part["labels"])
         merged["names"].update({int(k): v for k, v in part["names"].items()})
         merged["skipped"].update(part["skipped"])
+        merged["unread"].update(part["unread"])
         for ext in (".npz", ".json"):
             Path(f"{base}{ext}").unlink()
     merged["probs"] = [p for p in merged["probs"] if len(p)]
-    merged["skipped"] = dict(merged["skipped"])
+    merged["skipped"], merged["unread"] = dict(merged["skipped"]), sorted(merged["unread"])
     return merged
 
 
@@ -375,7 +377,8 @@ def summarise(scored: dict, cfg: FinetuneConfig) -> tuple[dict, list[dict], np.n
     """(metrics, one prediction row per video, video-level probabilities)."""
     if not scored["probs"]:
         skipped = ", ".join(f"{k} {v}" for k, v in sorted(scored["skipped"].items())) or "none"
-        raise NoBatchError(f"no test video could be scored; skipped by reason: {skipped}")
+        raise NoBatchError(f"no test video could be scored; skipped by reason: {skipped}"
+                           f"{unread_note(scored.get('unread', ()))}")
     ids, probs = metrics.video_average(np.concatenate(scored["probs"]), scored["ids"])
     labels = np.array([scored["labels"][v] for v in ids])
     result = {"top1": metrics.top1(labels, probs), "top5": metrics.top_k(labels, probs, 5),
@@ -484,13 +487,15 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
 
 
 class _Decode:
-    """decode_train bound to a reader; a plain class so DataLoader workers can pickle it."""
+    """decode_train bound to a reader; a plain class so DataLoader workers can pickle it.
+    A video task's frames go straight into their batch row (`fills_rows`, see make_dataset)."""
 
     def __init__(self, reader: Reader):
         self.reader = reader
+        self.fills_rows = reader.modality == "video"
 
-    def __call__(self, raw, spec, rng):
-        return decode_train(raw, spec, rng, self.reader)
+    def __call__(self, raw, spec, rng, out=None):
+        return decode_train(raw, spec, rng, self.reader, out)
 
 
 def finetune_all(cfg: FinetuneConfig, resume: bool = False) -> dict:

@@ -24,7 +24,7 @@ import numpy as np
 
 from avprep.format import FormatError, Sample, SampleMeta, is_command_or_url, open_sample, parse_meta
 from glcm.config import ConfigError
-from glcm.data import ClipSpec, SkipSample, decode_clip
+from glcm.data import ClipSpec, SkipSample, decode_clip, is_member, member_suffix
 
 
 @dataclass(frozen=True)
@@ -134,8 +134,10 @@ class Reader:
             raise SkipSample("too_short", "no frames")
         return sample
 
-    def clip(self, sample: Sample, start: int, spec: ClipSpec, rng: np.random.Generator | None) -> dict:
-        """One window from `start` (looped over a short sample): frames RGB or a mel."""
+    def clip(self, sample: Sample, start: int, spec: ClipSpec, rng: np.random.Generator | None,
+             out: np.ndarray | None = None) -> dict:
+        """One window from `start` (looped over a short sample): frames RGB (written into
+        `out` when given, see decode_clip) or a mel."""
         n = sample.meta.num_frames
         indices = [(start + i) % n for i in range(spec.frames)]
         extra = {"boundary": word_boundary(sample.meta)[indices]} if self.boundary else {}
@@ -146,7 +148,7 @@ class Reader:
                 extra["mel"] = np.ascontiguousarray(mel)
             if self.modality == "audio":
                 return extra
-            frames = decode_clip(sample, indices, spec, rng)
+            frames = decode_clip(sample, indices, spec, rng, out)
         except FormatError as exc:
             raise SkipSample(exc.reason, exc.detail) from None
         except (ValueError, IndexError, OSError) as exc:
@@ -154,13 +156,14 @@ class Reader:
         return {"frames": frames, **extra}
 
 
-def decode_train(raw: dict, spec: ClipSpec, rng: np.random.Generator, reader: Reader) -> dict:
-    """A training clip with its label (DecodeStage's `decode`)."""
+def decode_train(raw: dict, spec: ClipSpec, rng: np.random.Generator, reader: Reader,
+                 out: np.ndarray | None = None) -> dict:
+    """A training clip with its label (DecodeStage's `decode`; `out`: its batch row, video tasks)."""
     sample = reader.open(raw, spec)
     label = label_of(sample.meta, reader.classes)
     n = sample.meta.num_frames
     start = int(rng.integers(0, max(n - spec.frames, 0) + 1)) if spec.jitter else 0
-    return {**reader.clip(sample, start, spec, rng), "label": label, "key": sample.key, "start": start}
+    return {**reader.clip(sample, start, spec, rng, out), "label": label, "key": sample.key, "start": start}
 
 
 def window_starts(num_frames: int, length: int, clips: int) -> list[int]:
@@ -180,6 +183,7 @@ class Scan:
     metas: list[SampleMeta] = field(default_factory=list)
     bad: Counter = field(default_factory=Counter)
     scanned: bool = True        # False: command / URL shards, not scanned
+    unread: set = field(default_factory=set)     # suffixes of a few members that are none of the format's
 
 
 def scan(urls: list[str]) -> Scan:
@@ -193,6 +197,8 @@ def scan(urls: list[str]) -> Scan:
             with tarfile.open(url) as tar:
                 for member in tar:
                     if not (member.isfile() and member.name.endswith(".json")):
+                        if member.isfile() and len(out.unread) < 8 and not is_member(member.name):
+                            out.unread.add(member_suffix(member.name))
                         continue
                     try:
                         out.metas.append(parse_meta(tar.extractfile(member).read()))

@@ -41,7 +41,7 @@ from avprep.fsio import atomic_write, atomic_writer
 from glcm import ctc
 from glcm.config import ConfigError, FinetuneConfig, ModelConfig, validate_finetune
 from glcm.data import (BatchStage, ClipSpec, DecodeStage, NoBatchError, ReadStage, SelectStage, ShuffleStage,
-                       SkipCounter, SkipSample, decode_clip, init_worker, is_member)
+                       SkipCounter, SkipSample, decode_clip, init_worker, unread_note)
 from glcm.finetune import FinetuneTrainer, check_run_folder, init_model, rank_world, task_shards
 from glcm.heads import Classifier, TemporalBlock, encoder_names, load_init
 from glcm.labelled import Scan, scan
@@ -254,7 +254,7 @@ def check_transcripts(cfg: FinetuneConfig, found: Scan, option: str, role: str) 
         return
     if not found.metas:
         bad = ", ".join(f"{k} {v}" for k, v in sorted(found.bad.items())) or "no samples"
-        raise ConfigError(f"{option}: no readable sample ({bad})")
+        raise ConfigError(f"{option}: no readable sample ({bad}{unread_note(found.unread)})")
     with_text = [m for m in found.metas if has_transcript(m)]
     if not with_text:
         raise ConfigError(f"{option}: the samples carry no transcripts (extra.text); task {cfg.task.name} needs "
@@ -299,8 +299,7 @@ def transcribe(model: SentenceModel, urls: list[str], select, cfg: FinetuneConfi
     and greedy / beam hypotheses. Unusable samples are skipped and counted."""
     model.eval()
     spec, reader, counter = clip_spec(cfg), reader_of(cfg), SkipCounter()
-    source = wds.DataPipeline(wds.SimpleShardList(urls),
-                              wds.tarfile_to_samples(handler=counter.tar_error, select_files=is_member))
+    source = wds.DataPipeline(wds.SimpleShardList(urls), ReadStage(counter))
     rows = []
     for i, raw in enumerate(source):
         if i % part[1] != part[0]:
@@ -321,7 +320,7 @@ def transcribe(model: SentenceModel, urls: list[str], select, cfg: FinetuneConfi
             lp = model(frames, torch.tensor([frames.shape[1]]))[0].float().cpu().numpy()
         rows.append({"id": sample.meta.item_id or sample.key, "reference": text, "greedy": ctc.greedy(lp),
                      "beam": ctc.beam_search(lp, cfg.task.beam)})
-    return {"rows": rows, "skipped": dict(counter.counts)}
+    return {"rows": rows, "skipped": dict(counter.counts), "unread": sorted(counter.unread)}
 
 
 def gather_rows(found: dict, folder: Path, tag: str) -> dict | None:
@@ -334,14 +333,16 @@ def gather_rows(found: dict, folder: Path, tag: str) -> dict | None:
     dist.barrier()
     if rank != 0:
         return None
-    merged: dict = {"rows": [], "skipped": {}}
+    merged: dict = {"rows": [], "skipped": {}, "unread": set()}
     for r in range(world):
         path = folder / f".eval-{tag}-{r}.json"
         part = json.loads(path.read_text())
         merged["rows"] += part["rows"]
         for k, v in part["skipped"].items():
             merged["skipped"][k] = merged["skipped"].get(k, 0) + v
+        merged["unread"].update(part["unread"])
         path.unlink()
+    merged["unread"] = sorted(merged["unread"])
     return merged
 
 
@@ -350,7 +351,8 @@ def score_rows(found: dict) -> dict:
     rows = found["rows"]
     if not rows:
         skipped = ", ".join(f"{k} {v}" for k, v in sorted(found["skipped"].items())) or "none"
-        raise NoBatchError(f"no test utterance could be transcribed; skipped by reason: {skipped}")
+        raise NoBatchError(f"no test utterance could be transcribed; skipped by reason: {skipped}"
+                           f"{unread_note(found.get('unread', ()))}")
     for r in rows:
         for prefix, hyp in (("", r["beam"]), ("greedy_", r["greedy"])):
             r[prefix + "wer"], r[prefix + "cer"] = ctc.wer([r["reference"]], [hyp]), ctc.cer([r["reference"]], [hyp])

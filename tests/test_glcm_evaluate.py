@@ -50,3 +50,13 @@ def test_benchmark_metric_on_a_grid_map_and_a_pixel_box():
     assert benchmark_ciou(rows, np.array([0, 0, 64, 32]), 64) == pytest.approx(1.0)       # top half
     # box = cols 0-55 (224 * 16/64), all rows; prediction = rows 0-111: P*G = 56*112, P outside = 168*112
     assert benchmark_ciou(rows, np.array([0, 0, 16, 64]), 64) == pytest.approx(56 * 112 / (56 * 224 + 168 * 112))
+
+
+def test_shards_of_another_tool_name_the_members_they_hold(tmp_path):
+    import webdataset as wds
+    from glcm.evaluate import load_eval_clips
+    with wds.TarWriter(str(tmp_path / "other.tar")) as sink:
+        for i in range(2):
+            sink.write({"__key__": f"a{i}", "jpg": b"x", "cls": b"1"})
+    with pytest.raises(ValueError, match=r"\(not avprep shards\?\); tar members not read: \.cls, \.jpg$"):
+        load_eval_clips(str(tmp_path / "other.tar"), {})

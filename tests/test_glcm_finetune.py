@@ -230,6 +230,12 @@ def text_file(t: Path) -> Path:
     return t / "notes.txt"
 
 
+def foreign_tar(t: Path, p: Path) -> list:
+    """Another tool's tar (an image/class WebDataset): --shards names what it holds."""
+    write(t / "other.tar", [{"__key__": f"a{i}", "jpg": b"x", "cls": b"1"} for i in range(2)])
+    return ["--task", "ucf101", "--shards", t / "other.tar", "--init", "scratch"]
+
+
 # (case, arguments, what the one line says); each exits 2 before any training
 BAD = [
     ("no labels", unlabelled, "carry no labels (labels.label_index); task ucf101 needs shards built by"),
@@ -271,6 +277,7 @@ BAD = [
     ("no task", lambda t, p: ["--shards", "x", "--init", "scratch"], "give --task"),
     ("unknown task", lambda t, p: ["--task", "lrw9", "--shards", visual_shards(t / "v"), "--init", "scratch"],
      "task.name must be one of ucf101, hmdb51, esc50, lrw, dfdc"),
+    ("a foreign tar", foreign_tar, "--shards: no readable sample (no samples; tar members not read: .cls, .jpg)"),
     ("no shards", lambda t, p: ["--task", "ucf101", "--shards", t / "none-*.tar", "--init", "scratch"],
      "no shards found"),
     ("a per-split build's top folder", lambda t, p: ["--task", "lrw", "--shards", split_build(t), "--init", "scratch"],
