@@ -110,6 +110,16 @@ def atomic_write_json(path: str | os.PathLike, obj, fsync: bool = True) -> None:
     atomic_write(path, json.dumps(obj, indent=1, sort_keys=True) + "\n", fsync)
 
 
+def read_json(path: str | os.PathLike):
+    """The JSON value in file `path`, or None when it cannot be read or is not JSON (a
+    record to compare with, where unreadable means "not the same")."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def describe_os_error(exc: OSError, path: str | os.PathLike) -> str:
     """One line for an OS error while writing `path`: what happened and what to do."""
     path = os.fspath(path)

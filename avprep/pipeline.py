@@ -402,11 +402,7 @@ def _check_plan(out_dir: str, plan: dict, tasks: list[ShardTask]) -> None:
         _refuse_foreign_files(out_dir, tasks)
         fsio.atomic_write_json(path, plan)
         return
-    try:
-        with open(path, encoding="utf-8") as f:
-            old = json.load(f)
-    except (OSError, ValueError):
-        old = None
+    old = fsio.read_json(path)
     if old != plan:
         raise ConfigError(f"{out_dir} holds a build with other inputs or options ({plan_difference(old, plan)}); "
                           "use another --out folder to start a new build")

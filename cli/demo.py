@@ -60,11 +60,7 @@ def check_made_with(folder: str, settings: dict, made: str) -> None:
             raise ConfigError(f"{folder} holds a corpus of an older demo (no {MADE_WITH} says what it was made "
                               "with); remove that --out folder or choose another --out")
         return
-    try:
-        with open(record, encoding="utf-8") as f:
-            old = json.load(f)
-    except (OSError, ValueError):
-        old = None
+    old = fsio.read_json(record)
     if old != settings:
         was = _settings_text(old, settings) if isinstance(old, dict) else f"an unreadable {MADE_WITH}"
         raise ConfigError(f"{folder} was generated with {was}, not {_settings_text(settings, old)}: rerun "

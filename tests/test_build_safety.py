@@ -494,3 +494,13 @@ def test_an_output_name_near_the_name_limit_is_written(tmp_path, name):
     """A 244-byte --out name was 'File name too long': its temporary name passed 255 bytes."""
     fsio.atomic_write(tmp_path / name, b"png")
     assert os.listdir(tmp_path) == [name] and (tmp_path / name).read_bytes() == b"png"
+
+
+def test_read_json_gives_none_for_what_is_not_a_json_record(tmp_path):
+    (tmp_path / "ok.json").write_text('{"a": [1, 2]}', encoding="utf-8")
+    (tmp_path / "bad.json").write_text('{"a": ', encoding="utf-8")
+    (tmp_path / "latin1.json").write_bytes(b'{"a": "\xe9"}')
+    (tmp_path / "dir.json").mkdir()
+    assert fsio.read_json(tmp_path / "ok.json") == {"a": [1, 2]}
+    for name in ("bad.json", "latin1.json", "dir.json", "missing.json"):
+        assert fsio.read_json(tmp_path / name) is None, name
