@@ -49,6 +49,7 @@ MAX_MELS = 1024
 MAX_MEL_PER_FRAME = 10_000
 MAX_SAMPLE_RATE = 384_000
 MAX_FPS = 1000.0
+MAX_META_BYTES = 64 << 20        # a json member (1e6 frame offsets take ~12 MB)
 KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 ARRAY_MEMBER_RE = re.compile(r"[a-z0-9_]+\.npy")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avprep.format import FormatError, Sample, SampleMeta, is_command_or_url, open_sample, parse_meta
+from avprep.format import MAX_META_BYTES, FormatError, Sample, SampleMeta, is_command_or_url, open_sample, parse_meta
 from glcm.config import ConfigError
 from glcm.data import ClipSpec, SkipSample, decode_clip, is_member, member_suffix
 
@@ -199,6 +199,9 @@ def scan(urls: list[str]) -> Scan:
                     if not (member.isfile() and member.name.endswith(".json")):
                         if member.isfile() and len(out.unread) < 8 and not is_member(member.name):
                             out.unread.add(member_suffix(member.name))
+                        continue
+                    if member.size > MAX_META_BYTES:        # checked before reading: a header may lie
+                        out.bad["bad_json"] += 1
                         continue
                     try:
                         out.metas.append(parse_meta(tar.extractfile(member).read()))

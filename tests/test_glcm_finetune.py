@@ -236,6 +236,21 @@ def foreign_tar(t: Path, p: Path) -> list:
     return ["--task", "ucf101", "--shards", t / "other.tar", "--init", "scratch"]
 
 
+def lying_tar(t: Path, p: Path) -> list:
+    """A json member whose header claims 200 GiB: refused from the header, never allocated."""
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.addfile(tarfile.TarInfo("k1.json"), io.BytesIO())
+    raw = bytearray(buf.getvalue())
+    raw[124:136] = b"\x80" + (200 << 30).to_bytes(11, "big")       # base-256 size field
+    raw[148:156] = b" " * 8
+    raw[148:156] = b"%06o\0 " % sum(raw[:512])
+    (t / "lying.tar").write_bytes(bytes(raw))
+    return ["--task", "ucf101", "--shards", t / "lying.tar", "--init", "scratch"]
+
+
 # (case, arguments, what the one line says); each exits 2 before any training
 BAD = [
     ("no labels", unlabelled, "carry no labels (labels.label_index); task ucf101 needs shards built by"),
@@ -278,6 +293,7 @@ BAD = [
     ("unknown task", lambda t, p: ["--task", "lrw9", "--shards", visual_shards(t / "v"), "--init", "scratch"],
      "task.name must be one of ucf101, hmdb51, esc50, lrw, dfdc"),
     ("a foreign tar", foreign_tar, "--shards: no readable sample (no samples; tar members not read: .cls, .jpg)"),
+    ("a json member claiming 200 GiB", lying_tar, "--shards: no readable sample"),
     ("no shards", lambda t, p: ["--task", "ucf101", "--shards", t / "none-*.tar", "--init", "scratch"],
      "no shards found"),
     ("a per-split build's top folder", lambda t, p: ["--task", "lrw", "--shards", split_build(t), "--init", "scratch"],
