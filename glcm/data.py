@@ -254,6 +254,19 @@ def unread_note(unread) -> str:
     return f"; tar members not read: {', '.join(sorted(unread))}" if unread else ""
 
 
+MEMBER_NAMES = ", ".join("." + m for m in MEMBERS)     # for messages: '.frames.mjpeg, .mel.npy, .json'
+
+
+def note_member(fname: str, unread: set[str]) -> bool:
+    """`is_member(fname)`; otherwise its suffix goes into `unread` (a few, up to 8), so that an
+    error about shards without a usable sample can say what they held instead."""
+    if is_member(fname):
+        return True
+    if len(unread) < 8:
+        unread.add(member_suffix(fname))
+    return False
+
+
 def member_suffix(fname: str) -> str:
     """A tar member's suffix as webdataset splits it ('a/k1.mel.npy' -> '.mel.npy'); its
     name when it has none."""
@@ -277,11 +290,7 @@ class SkipCounter:
     def select(self, fname: str) -> bool:
         """select_files for the tar readers: `is_member`, noting the other members' suffixes
         (a few), so that "no batch" can say what the shards held instead."""
-        if is_member(fname):
-            return True
-        if len(self.unread) < 8:
-            self.unread.add(member_suffix(fname))
-        return False
+        return note_member(fname, self.unread)
 
     def skip(self, reason: str, where: str, detail: str) -> None:
         self.counts[reason] += 1
@@ -311,7 +320,7 @@ class SkipCounter:
         self.barren.add(url)
         if self.shards and len(self.barren) >= self.shards:
             raise no_batch(f"none of the {self.shards} shards gave a sample " + (
-                f"(no member is one of {', '.join('.' + m for m in MEMBERS)}: not avprep shards?)"
+                f"(no member is one of {MEMBER_NAMES}: not avprep shards?)"
                 if self.unread else "(empty, unreadable or not tar files)"), self.counts, self.unread)
 
 

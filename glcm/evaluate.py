@@ -26,9 +26,10 @@ import torch
 import torch.nn.functional as F
 import webdataset as wds
 
-from avprep.format import MEMBERS, SampleMeta, expand_shards
+from avprep.format import SampleMeta, expand_shards
 from glcm import locbench
-from glcm.data import ClipSpec, SkipCounter, SkipSample, decode_window, open_checked, read_shard, unread_note
+from glcm.data import (MEMBER_NAMES, ClipSpec, SkipCounter, SkipSample, decode_window, open_checked, read_shard,
+                       unread_note)
 from glcm.model import GLCM
 
 
@@ -87,8 +88,7 @@ def load_eval_clips(shards: str | list[str], annotations: dict[str, dict], frame
                               mel[:, shift * k:(shift + frames) * k],
                               box_in_crop(record, meta, meta.first_frame + frames // 2, box, crop)))
     if not read and counter.unread:
-        raise ValueError("no tar member is one of " + ", ".join("." + m for m in MEMBERS)
-                         + f" (not avprep shards?){unread_note(counter.unread)}")
+        raise ValueError(f"no tar member is one of {MEMBER_NAMES} (not avprep shards?){unread_note(counter.unread)}")
     return clips
 
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 import webdataset as wds
 
 from avprep.format import FormatError, parse_meta
-from avprep.fsio import atomic_write, atomic_writer, make_output_dir
+from avprep.fsio import atomic_write, atomic_writer, make_output_dir, read_json
 from glcm import metrics
 from glcm.config import TASKS, ConfigError, FinetuneConfig, Task, input_of, validate_finetune
 from glcm.data import ClipSpec, NoBatchError, ReadStage, SkipCounter, SkipSample, make_loader, unread_note
@@ -549,10 +549,7 @@ def finetune_all(cfg: FinetuneConfig, resume: bool = False) -> dict:
 
 def finished_part(part: FinetuneConfig) -> dict | None:
     """A part's metrics.json when it was scored after all of `train.steps`, else None."""
-    try:
-        found = json.loads((Path(part.train.out) / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return None
+    found = read_json(Path(part.train.out) / "metrics.json")
     steps = found.get("steps") if isinstance(found, dict) else None
     return found if isinstance(steps, int) and steps >= part.train.steps and "top1" in found else None
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from avprep.format import MAX_META_BYTES, FormatError, Sample, SampleMeta, is_command_or_url, open_sample, parse_meta
 from glcm.config import ConfigError
-from glcm.data import ClipSpec, SkipSample, decode_clip, is_member, member_suffix
+from glcm.data import ClipSpec, SkipSample, decode_clip, note_member
 
 
 @dataclass(frozen=True)
@@ -196,9 +196,8 @@ def scan(urls: list[str]) -> Scan:
         try:
             with tarfile.open(url) as tar:
                 for member in tar:
-                    if not (member.isfile() and member.name.endswith(".json")):
-                        if member.isfile() and len(out.unread) < 8 and not is_member(member.name):
-                            out.unread.add(member_suffix(member.name))
+                    if not (member.isfile() and note_member(member.name, out.unread)
+                            and member.name.endswith(".json")):
                         continue
                     if member.size > MAX_META_BYTES:        # checked before reading: a header may lie
                         out.bad["bad_json"] += 1
