@@ -453,9 +453,8 @@ def validate_finetune(cfg: FinetuneConfig) -> FinetuneConfig:
             raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}, got {_get(cfg, key)!r}")
     if t.classes < 0 or t.classes == 1:
         raise ConfigError(f"task.classes must be 0 (the task's own count) or at least 2, got {t.classes}")
-    for key in ("task.clips",):
-        if _get(cfg, key) < 0:
-            raise ConfigError(f"{key} cannot be negative (0: the task's default), got {_get(cfg, key)}")
+    if t.clips < 0:
+        raise ConfigError(f"task.clips cannot be negative (0: the task's default), got {t.clips}")
     for key in ("task.temporal_width", "task.max_frames", "task.beam"):
         if _get(cfg, key) < 1:
             raise ConfigError(f"{key} must be positive, got {_get(cfg, key)}")
