@@ -2,7 +2,7 @@
 side with another version of glcm/data.py.
 
     .venv/bin/python bench/bench_loader.py --shards '/tmp/mshards/videos-{000000..000001}.tar' \\
-        [--against old_data.py] [--repeat 5] [--batches 10] [--workers 1]
+        [--against old_data.py] [--repeat 5] [--batches 10] [--workers 1] [--shuffle-buffer 20]
 
 `glcm bench --skip-model` reports wall-clock clips/s, which on a shared machine moves with
 the other jobs; this counts the process's own CPU time (the work a dedicated core would
@@ -15,6 +15,9 @@ pipeline runs in a real DataLoader worker process and the CPU time counted is th
 worker's, so the cost of handing batches to the training process is included. With
 `--no-decode` every JPEG "decode" only allocates the frame it would give (cv2.imdecode
 replaced, its size read from the header): what is left is the loader's own overhead.
+With `--workers 1` the worker's peak resident memory (VmHWM) is printed too: with a large
+`--shuffle-buffer` (and `--batches` enough to fill it: it grows by one sample a clip) it
+shows what the buffer holds.
 """
 from __future__ import annotations
 
@@ -52,17 +55,17 @@ def no_decode(buf, flags) -> np.ndarray | None:
     return np.empty(size if flags == cv2.IMREAD_GRAYSCALE else (*size, 3), np.uint8)
 
 
-def one_pass(data, shards: str, batches: int, seed: int) -> tuple[float, float]:
-    """(clips per CPU-second, clips per wall-second) after one warm-up batch."""
+def one_pass(data, shards: str, batches: int, seed: int, buffer: int) -> tuple[float, float, float]:
+    """(clips per CPU-second, clips per wall-second, nan: no worker's memory) after one warm-up batch."""
     cfg = GLCMConfig()
-    cfg.data.shuffle_buffer, cfg.data.initial_buffer, cfg.data.seed = 20, 5, seed
+    cfg.data.shuffle_buffer, cfg.data.initial_buffer, cfg.data.seed = buffer, 5, seed
     spec = data.ClipSpec.from_config(cfg.data, cfg.model.mel_per_frame, cfg.model.n_mels)
     it = iter(data.make_dataset(shards, cfg.data, 32, spec, epoch_batches=batches + 1))
     next(it)
     cpu, wall, n = time.process_time(), time.perf_counter(), 0
     for batch in it:
         n += batch["frames"].shape[0]
-    return n / (time.process_time() - cpu), n / (time.perf_counter() - wall)
+    return n / (time.process_time() - cpu), n / (time.perf_counter() - wall), float("nan")
 
 
 def worker_cpu(pid: int) -> float:
@@ -72,12 +75,19 @@ def worker_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def one_worker_pass(data, shards: str, batches: int, seed: int) -> tuple[float, float]:
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident memory (VmHWM, Linux /proc), in MB."""
+    with open(f"/proc/{pid}/status") as f:
+        kb = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
+    return int(kb) / 1024
+
+
+def one_worker_pass(data, shards: str, batches: int, seed: int, buffer: int) -> tuple[float, float, float]:
     """As one_pass, through a real DataLoader with one worker process: clips per CPU-second
-    of that worker (its batches reach this process, shared-memory transfer included) and
-    clips per wall-second seen here."""
+    of that worker (its batches reach this process, shared-memory transfer included),
+    clips per wall-second seen here, and the worker's peak resident memory in MB."""
     cfg = GLCMConfig()
-    cfg.data.shuffle_buffer, cfg.data.initial_buffer, cfg.data.seed, cfg.data.workers = 20, 5, seed, 1
+    cfg.data.shuffle_buffer, cfg.data.initial_buffer, cfg.data.seed, cfg.data.workers = buffer, 5, seed, 1
     spec = data.ClipSpec.from_config(cfg.data, cfg.model.mel_per_frame, cfg.model.n_mels)
     loader = data.make_loader(shards, cfg.data, 32, spec, epoch_batches=batches + 1)
     it = iter(loader)
@@ -86,9 +96,9 @@ def one_worker_pass(data, shards: str, batches: int, seed: int) -> tuple[float, 
     cpu, wall, n = worker_cpu(pid), time.perf_counter(), 0
     for batch in it:
         n += batch["frames"].shape[0]
-    used = worker_cpu(pid) - cpu
+    used, peak = worker_cpu(pid) - cpu, peak_rss_mb(pid)
     data.shutdown_loader(loader)
-    return n / used, n / (time.perf_counter() - wall)
+    return n / used, n / (time.perf_counter() - wall), peak
 
 
 def main() -> None:
@@ -99,6 +109,7 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=10)
     ap.add_argument("--workers", type=int, choices=(0, 1), default=0,
                     help="1: through a DataLoader with one worker process (CPU of that worker)")
+    ap.add_argument("--shuffle-buffer", type=int, default=20, help="data.shuffle_buffer (samples)")
     ap.add_argument("--no-decode", action="store_true",
                     help="JPEGs are not decoded (frames only allocated): the loader's overhead alone")
     args = ap.parse_args()
@@ -112,14 +123,14 @@ def main() -> None:
     for r in range(args.repeat):
         order = list(versions) if r % 2 == 0 else list(versions)[::-1]
         for name in order:
-            results[name].append(measure(versions[name], args.shards, args.batches, r))
+            results[name].append(measure(versions[name], args.shards, args.batches, r, args.shuffle_buffer))
     for name, runs in results.items():
-        cpu = [c for c, _ in runs]
-        wall = [w for _, w in runs]
+        cpu, wall, peak = (np.array(column) for column in zip(*runs))
+        memory = f", worker's peak RSS {np.median(peak):.0f} MB" if args.workers else ""
         print(f"{name:>8s}: {np.median(cpu):6.1f} clips per CPU-second (passes {min(cpu):.0f}-{max(cpu):.0f}), "
-              f"{np.median(wall):6.1f} per wall-second (median of {len(runs)} passes of {args.batches} batches)")
+              f"{np.median(wall):6.1f} per wall-second (median of {len(runs)} passes of {args.batches} batches){memory}")
     if args.against:
-        ratio = np.median(np.array([c for c, _ in results["current"]]) / np.array([c for c, _ in results["against"]]))
+        ratio = np.median(np.array([c for c, *_ in results["current"]]) / np.array([c for c, *_ in results["against"]]))
         print(f"current / against: {ratio:.2f}x clips per CPU-second (median of the pass pairs)")
     where = ("one DataLoader worker" if args.workers else "one process") + (", JPEGs not decoded" if args.no_decode else "")
     print(f"({where}, cv2 single-threaded, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')})")

@@ -4,8 +4,9 @@ Only the three expected members are read (`json`, `mel.npy`, `frames.mjpeg`), an
 sample passes the format's validator (`avprep.format.open_sample`: metadata, frame offsets
 and the mel's .npy header are checked before anything is allocated from them). Nothing
 from a shard is ever unpickled. Per sample a random window of `frames` frames is chosen
-(temporal jitter), only its JPEGs are decoded (each checked against the stated size), and
-its exact mel columns are cut (`mel[:, k*s : k*(s+frames)]`). One random crop / flip / grey-scale applies to the whole clip.
+(temporal jitter) as it is read, before the shuffle buffer, which then holds only the
+window's JPEGs and its exact mel columns (`mel[:, k*s : k*(s+frames)]`); only those JPEGs
+are decoded (each checked against the stated size). One random crop / flip / grey-scale applies to the whole clip.
 Each frame's crop goes from the decoded JPEG straight into its clip's row of the batch.
 
 Training uses `wds.ResampledShards` with a fixed number of batches per worker per epoch,
@@ -19,6 +20,7 @@ NoBatchError, one line naming the reason and the counts, instead of spinning for
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import io
 import logging
@@ -41,7 +43,7 @@ import webdataset as wds
 from webdataset import tariterators
 from torch.utils.data import DataLoader, default_collate
 
-from avprep.format import FORMAT_VERSION, MEMBERS, FormatError, Sample, open_sample, parse_meta  # noqa: F401
+from avprep.format import FORMAT_VERSION, FRAMES, MEMBERS, FormatError, Sample, open_sample, parse_meta  # noqa: F401
 from glcm.config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -224,17 +226,55 @@ def decode_sample(raw: dict, spec: ClipSpec, rng: np.random.Generator, out: np.n
     """One raw tar sample -> {"frames": uint8 (T,c,c,3) RGB, "mel": float32 (n_mels, T*k), ...}
     (frames written into `out` when given, see decode_clip). SkipSample (with the format's
     reason code) for a sample that breaks a rule. The random draws come in a fixed order:
-    window start, then decode_clip's crop box, flip, grey."""
+    window start, then decode_clip's crop box, flip, grey. (The loader does the same in two
+    stages, `cut_window` before its shuffle buffer and `decode_cut` after it.)"""
+    return decode_cut(cut_window(raw, spec, rng), spec, rng, out)
+
+
+@dataclass
+class Window:
+    """A sample's training window, cut out before the shuffle buffer so that the buffer
+    holds only what a clip needs: `sample` has the window's frames alone (its frame 0 is the
+    sample's frame `start`; the bytes are a copy, so the tar's other frames are freed) and
+    `mel` is the window's mel columns, float32, checked finite."""
+    sample: Sample
+    start: int
+    mel: np.ndarray
+
+    @property
+    def key(self) -> str:
+        return self.sample.key
+
+
+def cut_window(raw: dict, spec: ClipSpec, rng: np.random.Generator) -> Window:
+    """Check a raw sample (open_checked), draw its window start and cut the window out.
+    A 10 s sample at 10 fps holds 100 JPEGs; a 32-frame window keeps 32 of them."""
     sample = open_checked(raw, spec)
-    start = choose_start(sample.meta.num_frames, spec.frames, spec.jitter, rng)
+    meta = sample.meta
+    start = choose_start(meta.num_frames, spec.frames, spec.jitter, rng)
     try:
-        frames = decode_clip(sample, list(range(start, start + spec.frames)), spec, rng, out)
-        window = sample.mel_window(start, spec.frames)
+        mel = sample.mel_window(start, spec.frames)
+    except FormatError as exc:
+        raise SkipSample(exc.reason, exc.detail) from None
+    offsets = meta.frame_offsets[start:start + spec.frames + 1]
+    first = offsets[0]
+    jpegs = bytes(memoryview(sample.members[FRAMES])[first:offsets[-1]])
+    kept = dataclasses.replace(meta, num_frames=spec.frames, first_frame=meta.first_frame + start,
+                               frame_offsets=[o - first for o in offsets])
+    return Window(Sample(kept, {FRAMES: jpegs}, None), start, mel)
+
+
+def decode_cut(window: Window, spec: ClipSpec, rng: np.random.Generator | None,
+               out: np.ndarray | None = None) -> dict:
+    """A cut window -> decode_sample's clip: decode_clip's crop box, flip and grey drawn from `rng`."""
+    try:
+        frames = decode_clip(window.sample, list(range(spec.frames)), spec, rng, out)
     except FormatError as exc:
         raise SkipSample(exc.reason, exc.detail) from None
     except DECODE_ERRORS as exc:
         raise SkipSample("decode_error", f"{type(exc).__name__}: {exc}") from exc
-    return {"frames": frames, "mel": window, "key": sample.key, "start": start}
+    return {"frames": frames, "mel": window.mel, "key": window.key, "start": window.start}
+
 
 
 # ---- pipeline stages --------------------------------------------------------------------
@@ -278,12 +318,17 @@ class SkipCounter:
     """Counts skipped samples and unreadable shards in one worker process, and gives up with
     NoBatchError when no batch can come: `skip_limit` unusable samples in a row (0: never),
     or every one of the `shards` read through, since the last sample, without one sample.
-    Neither can happen while some shard still gives samples that decode."""
+    Neither can happen while some shard still gives samples that decode.
+
+    "In a row" is counted per stage (select, cut, decode), each in the order its samples
+    reach it: the stages before the shuffle buffer see samples long before decoding does,
+    so one count across them would add up a buffer's worth of skips while the usable
+    samples that should reset it wait in the buffer."""
 
     def __init__(self, skip_limit: int = 0, shards: int = 0):
         self.counts: Counter[str] = Counter()
         self.skip_limit, self.shards = skip_limit, shards
-        self.in_a_row = 0                  # unusable samples since the last usable one
+        self.in_a_row: Counter[str] = Counter()    # per stage: unusable samples since its last usable one
         self.barren: set[str] = set()      # shards read with no sample since the last sample
         self.unread: set[str] = set()      # suffixes of tar members not read (not one of MEMBERS)
 
@@ -297,20 +342,25 @@ class SkipCounter:
         if self.counts[reason] <= 5:
             log.warning("skipped %s (%s): %s", where, reason, detail)
 
+    def skip_sample(self, exc: SkipSample, key: str, stage: str = "decode") -> None:
+        """A sample skipped by a stage: counted by its reason, and one more unusable in a row."""
+        self.skip(exc.reason, key, str(exc))
+        self.sample_done(False, stage)
+
     def tar_error(self, exc: Exception) -> bool:
         """webdataset handler for shard-level errors: count, warn, go on."""
         self.skip("shard_error", str(exc.args[-1]) if exc.args else "?", f"{type(exc).__name__}: {exc}")
         return True
 
-    def sample_done(self, usable: bool) -> None:
-        """The decode stage's verdict on one sample."""
+    def sample_done(self, usable: bool, stage: str = "decode") -> None:
+        """A stage's verdict on one sample."""
         if usable:
-            self.in_a_row = 0
+            self.in_a_row[stage] = 0
             return
-        self.in_a_row += 1
-        if self.skip_limit and self.in_a_row >= self.skip_limit:
-            raise no_batch(f"{self.in_a_row} samples in a row could not be used (data.skip_limit)", self.counts,
-                           self.unread)
+        self.in_a_row[stage] += 1
+        if self.skip_limit and self.in_a_row[stage] >= self.skip_limit:
+            raise no_batch(f"{self.in_a_row[stage]} samples in a row could not be used (data.skip_limit)",
+                           self.counts, self.unread)
 
     def shard_done(self, url: str, samples: int) -> None:
         """The read stage finished one shard, which gave `samples` samples."""
@@ -458,22 +508,47 @@ class SelectStage:
             except (KeyError, FormatError):
                 yield raw
                 continue
-            if self.select(meta):
+            chosen = self.select(meta)
+            self.counter.sample_done(chosen, "select")
+            if chosen:
                 yield raw
-            else:
-                self.counter.sample_done(False)
+
+
+class CutStage:
+    """Pipeline stage (pretraining, before the shuffle buffer): raw samples -> their
+    training windows (`cut_window`: checks, window start, only the window's bytes kept);
+    a sample that cannot be used is skipped and counted here. Its own generator per
+    worker and epoch draws the starts."""
+
+    def __init__(self, spec: ClipSpec, counter: SkipCounter, seed: int):
+        self.spec, self.counter, self.seed, self.epoch = spec, counter, seed, -1
+
+    def __call__(self, src):
+        self.epoch += 1
+        rng = worker_rng(self.seed + CUT_SEED, self.epoch)
+        for raw in src:
+            try:
+                window = cut_window(raw, self.spec, rng)
+            except SkipSample as exc:
+                self.counter.skip_sample(exc, raw.get("__key__", "?"), "cut")
+                continue
+            self.counter.sample_done(True, "cut")
+            yield window
+
+
+CUT_SEED = 104729     # CutStage's generator: seed + this (the shuffle's is seed + 7919, decoding's the seed)
 
 
 class DecodeStage:
-    """Pipeline stage: raw samples -> decoded, augmented clips; skips are counted.
-    `decode(raw, spec, rng)` makes one clip (default: `decode_sample`, pretraining's).
-    With `rows` (BatchRows) each clip's frames are decoded into the next batch row,
-    `decode(raw, spec, rng, out=row)`."""
+    """Pipeline stage: raw samples (or CutStage's windows) -> decoded, augmented clips;
+    skips are counted. `decode(item, spec, rng)` makes one clip (default: `decode_cut`,
+    pretraining's, after CutStage). With `rows` (BatchRows) each clip's frames are decoded
+    into the next batch row, `decode(item, spec, rng, out=row)`."""
 
     def __init__(self, spec: ClipSpec, counter: SkipCounter, seed: int, decode=None,
                  rows: BatchRows | None = None):
         self.spec, self.counter, self.seed, self.epoch = spec, counter, seed, -1
-        self.decode, self.rows = decode or decode_sample, rows
+        self.decode, self.rows = decode or decode_cut, rows
 
     def __call__(self, src):
         self.epoch += 1
@@ -487,8 +562,7 @@ class DecodeStage:
                     clip = self.decode(sample, self.spec, rng, out=self.rows.row())
                     self.rows.keep(clip["frames"])
             except SkipSample as exc:
-                self.counter.skip(exc.reason, sample.get("__key__", "?"), str(exc))
-                self.counter.sample_done(False)
+                self.counter.skip_sample(exc, sample.key if isinstance(sample, Window) else sample.get("__key__", "?"))
                 continue
             self.counter.sample_done(True)
             yield clip
@@ -615,8 +689,10 @@ def make_dataset(urls: str | list[str], cfg: DataConfig, batch_size: int, spec: 
                  epoch_batches: int | None = None, seed_offset: int = 0, decode=None,
                  select=None) -> wds.DataPipeline:
     """The batch pipeline. `urls`: brace pattern(s), local paths or pipe:/http(s) URLs.
-    `decode`: how a raw sample becomes a clip (default: pretraining's `decode_sample`; one
-    with a true `fills_rows` attribute takes `out=`, its frames' batch row, as it does);
+    `decode`: how a raw sample becomes a clip (default: pretraining's, `decode_sample` in two
+    stages: CutStage before the shuffle buffer, so that the buffer holds only the windows'
+    bytes, then `decode_cut`; a `decode` with a true `fills_rows` attribute takes `out=`, its
+    frames' batch row, as pretraining's does);
     `select(meta)`: which samples to use (default: all), see SelectStage.
 
     With `cfg.resample` shards are drawn with replacement (per rank/worker/epoch seeds)
@@ -637,6 +713,7 @@ def make_dataset(urls: str | list[str], cfg: DataConfig, batch_size: int, spec: 
     stages = source + [
         ReadStage(counter),
         *([SelectStage(select, counter)] if select is not None else []),
+        *([CutStage(spec, counter, seed)] if decode is None else []),
         ShuffleStage(cfg.shuffle_buffer, cfg.initial_buffer, seed),
         DecodeStage(spec, counter, seed, decode, rows),
         BatchStage(batch_size, counter, rows),

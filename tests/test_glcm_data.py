@@ -92,6 +92,43 @@ def test_only_the_window_is_decoded(monkeypatch):
     assert len(calls) == 32
 
 
+def test_the_shuffle_buffer_holds_only_the_window():
+    # cut before the shuffle buffer: the window's JPEG bytes, copied (the sample's own
+    # frames member is not kept alive by a view), its mel columns, frames re-numbered from 0
+    raw = sample("a", t=100)
+    window = gdata.cut_window(raw, SPEC, np.random.default_rng(4))
+    offsets = json.loads(raw["json"])["frame_offsets"]
+    s = window.start
+    kept = window.sample.members[gdata.FRAMES]
+    assert type(kept) is bytes and kept == raw["frames.mjpeg"][offsets[s]:offsets[s + 32]]
+    assert list(window.sample.members) == [gdata.FRAMES] and window.sample.meta.num_frames == 32
+    np.testing.assert_array_equal(window.mel[3], np.arange(K * s, K * (s + 32)))
+    levels = [window.sample.frame(i).mean() for i in (0, 31)]
+    np.testing.assert_allclose(levels, [grey_level(s), grey_level(s + 31)], atol=2)
+
+
+@pytest.mark.parametrize("stage", ["select", "cut"])
+def test_skips_before_the_shuffle_buffer_do_not_add_up_while_it_fills(stage, tmp_path):
+    # 2 of every 3 samples dropped (not selected / too short) while 12 good ones fill the
+    # buffer: "in a row" counts each stage in its own order, so skip_limit 5 is not reached
+    n = [40 if i % 3 == 0 or stage == "select" else 8 for i in range(36)]
+    raws = [set_meta(sample(f"k{i:02d}", t=t, h=8, w=8), split="train" if i % 3 == 0 else "val")
+            for i, t in enumerate(n)]
+    cfg = DataConfig(resample=False, workers=0, shuffle_buffer=20, initial_buffer=12, skip_limit=5)
+    spec = ClipSpec(frames=32, crop=8, mel_per_frame=K)
+    select = (lambda meta: meta.split == "train") if stage == "select" else None
+    batches = list(make_dataset(write(tmp_path / "s.tar", raws), cfg, 4, spec, select=select))
+    assert sorted(k for b in batches for k in b["key"]) == [f"k{i:02d}" for i in range(0, 36, 3)]
+
+
+def test_samples_that_pass_the_cut_but_never_decode_end_with_no_batch(tmp_path):
+    # the cut's successes must not reset the decode stage's count, else this ends silently
+    raws = [set_meta(sample(f"k{i}", t=40, h=8, w=8), height=16, width=16) for i in range(8)]
+    cfg = DataConfig(resample=False, workers=0, shuffle_buffer=4, initial_buffer=2, skip_limit=5)
+    with pytest.raises(gdata.NoBatchError, match="5 samples in a row .* frame_size 5"):
+        list(make_dataset(write(tmp_path / "s.tar", raws), cfg, 2, ClipSpec(frames=32, crop=8, mel_per_frame=K)))
+
+
 def test_flip_and_grey_apply_to_the_whole_clip():
     frames = np.zeros((32, 48, 64, 3), np.uint8)
     frames[:, :, :32, 2] = 200                                    # left half blue (RGB)
@@ -220,9 +257,10 @@ def test_batches_are_the_clips_decoded_in_order_and_never_overwritten(tmp_path):
     path = write(tmp_path / "s.tar", [sample(f"k{i}", t=34, h=32, w=40) for i in range(6)])
     cfg = DataConfig(resample=False, workers=0, shuffle_buffer=1, initial_buffer=1, seed=5)
     made = list(make_dataset(path, cfg, 2, SPEC))
-    rng = gdata.worker_rng(5, 0)
+    # starts drawn before the shuffle buffer (its own generator), crops etc. after it
+    cut_rng, rng = gdata.worker_rng(5 + gdata.CUT_SEED, 0), gdata.worker_rng(5, 0)
     raws = list(wds.tarfile_samples(iter([{"url": path}])))
-    expected = [decode_sample(raw, SPEC, rng) for raw in raws]
+    expected = [gdata.decode_cut(gdata.cut_window(raw, SPEC, cut_rng), SPEC, rng) for raw in raws]
     assert len(made) == 3
     for b, batch in enumerate(made):
         assert batch["key"] == [f"k{2 * b}", f"k{2 * b + 1}"]
