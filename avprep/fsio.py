@@ -37,6 +37,17 @@ def local_path(path: str | os.PathLike) -> str:
     return path
 
 
+def is_hidden(name: str) -> bool:
+    """A hidden entry (a leading dot: `.ipynb_checkpoints`, `.DS_Store`, macOS's `._x` files):
+    never a corpus's class, clip or list file."""
+    return name.startswith(".")
+
+
+def visible_names(folder: str | os.PathLike) -> list[str]:
+    """The names in `folder` that are not hidden, sorted (OSError as os.listdir raises it)."""
+    return sorted(n for n in os.listdir(folder) if not is_hidden(n))
+
+
 def temp_path(path: str | os.PathLike) -> str:
     """A temporary name beside `path`, unique to this process and call. A name so long that
     the temporary one would pass the file system's 255 bytes is cut in it (the target keeps it)."""

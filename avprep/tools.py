@@ -69,6 +69,11 @@ class Inspection:
     bad: Counter = field(default_factory=Counter)        # samples whose metadata breaks a rule, by reason
     unreadable: list[str] = field(default_factory=list)  # shards (or stats files) that could not be read
 
+    @property
+    def ok(self) -> bool:
+        """False when a shard or stats file could not be read: the counts are incomplete."""
+        return not self.unreadable
+
     def report(self) -> str:
         lines = [f"{self.shards} shards, {self.samples} samples, {self.seconds / 3600:.3f} hours"]
         lines.append("sources: " + ", ".join(f"{k}={v}" for k, v in sorted(self.sources.items())))

@@ -201,9 +201,13 @@ def _shards_or_fail(call):
 
 @app.command()
 def inspect(shards: Shards, allow_commands: AllowCommands = False) -> None:
-    """Counts, hours, sources and failure reasons of built shards."""
+    """Counts, hours, sources and failure reasons of built shards. Exit 1 if a shard or
+    stats file cannot be read (the counts are then incomplete), as verify does."""
     from avprep.tools import inspect_shards
-    typer.echo(_shards_or_fail(lambda: inspect_shards(shards, allow_commands)).report())
+    res = _shards_or_fail(lambda: inspect_shards(shards, allow_commands))
+    typer.echo(res.report())
+    if not res.ok:
+        raise typer.Exit(1)
 
 
 @app.command()

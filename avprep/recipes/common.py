@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Callable
 
 from avprep.config import ConfigError
+from avprep.fsio import is_hidden
 from avprep.items import SourceItem
 
 VIDEO_EXTS = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".flv", ".m4v", ".ts", ".3gp", ".wmv"}
@@ -58,7 +60,7 @@ def _scan_folder(folder: str, exts: set[str], listing: MediaListing, seen: set, 
         return []
     subdirs = []
     for entry in entries:
-        if entry.name.startswith("."):
+        if is_hidden(entry.name):
             continue
         if _is_dir(entry):
             if not (entry.is_symlink() and _is_inside(os.path.realpath(entry.path), real_root)):
@@ -100,7 +102,7 @@ class MediaIndex:
         listing = scan_media(root)
         self.unreadable = listing.unreadable     # (folder, why): their files end as `missing` rows
         for path in listing.paths:
-            stem = os.path.splitext(os.path.basename(path))[0]
+            stem = unicodedata.normalize("NFC", os.path.splitext(os.path.basename(path))[0])
             parsed = parse_clip_stem(stem)
             if parsed:
                 vid, s, e = parsed
@@ -108,7 +110,9 @@ class MediaIndex:
             self.whole.setdefault(stem, path)
 
     def find(self, vid: str, start: float, end: float) -> tuple[str | None, bool]:
-        """(path, needs_cut): a pre-cut clip needs no cut; a whole file is cut to [start, end]."""
+        """(path, needs_cut): a pre-cut clip needs no cut; a whole file is cut to [start, end].
+        Names match in either Unicode normal form (stems are keyed in NFC)."""
+        vid = unicodedata.normalize("NFC", vid)
         clip = self.clips.get((vid, round(start, 2), round(end, 2)))
         if clip:
             return clip, False
@@ -118,7 +122,8 @@ class MediaIndex:
 
 # ---- inputs named by list files ----------------------------------------------------------
 # A listed name is matched to the file on disk case-insensitively (UCF101's
-# `HandstandPushups/v_HandStandPushups_...` quirk); a listed name without a file is a
+# `HandstandPushups/v_HandStandPushups_...` quirk) and in either Unicode normal form
+# (`rel_key`; the file is opened by its own name); a listed name without a file is a
 # `missing` item; a file that no list names is an `unlisted` failure, so it shows in
 # failures.csv instead of vanishing.
 
@@ -170,7 +175,7 @@ def read_lines(path: str) -> list[tuple[int, list[str]]]:
 
 
 def files_by_name(root: str, source: str, exts: set[str] = VIDEO_EXTS) -> tuple[dict[str, str], list[SourceItem]]:
-    """{lower-case path relative to `root` with '/' separators: path} of the media files under
+    """{rel_key of the path relative to `root`: path} of the media files under
     `root`, and one `unreadable` failure per folder that could not be listed."""
     listing = scan_media(root, exts)
     found: dict[str, str] = {}
@@ -180,8 +185,29 @@ def files_by_name(root: str, source: str, exts: set[str] = VIDEO_EXTS) -> tuple[
 
 
 def rel_key(rel: str) -> str:
-    """How listed names and files are matched: '/' separators, lower case."""
-    return rel.replace(os.sep, "/").lower()
+    """How listed names and files are matched: '/' separators, Unicode NFC (a list's `é` is
+    one code point, macOS writes `e` + a combining accent on disk), lower case."""
+    return unicodedata.normalize("NFC", rel.replace(os.sep, "/")).lower()
+
+
+def on_disk(folder: str, rel: str) -> str:
+    """`folder`/`rel` ('/'-separated) as the disk spells it: a part that is not there as
+    written is found among its folder's names by Unicode NFC form (a list in NFC, files that
+    macOS wrote in NFD); the path as written when nothing matches."""
+    path = folder
+    for part in rel.split("/"):
+        written = os.path.join(path, part)
+        path = written if part.isascii() or os.path.lexists(written) else _same_name(path, part) or written
+    return path
+
+
+def _same_name(folder: str, name: str) -> str | None:
+    key = unicodedata.normalize("NFC", name)
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return None
+    return next((os.path.join(folder, n) for n in names if unicodedata.normalize("NFC", n) == key), None)
 
 
 def unlisted_item(root: str, path: str, source: str, lists: str) -> SourceItem:

@@ -11,7 +11,7 @@ import re
 
 from avprep.config import BuildConfig, with_crop
 from avprep.items import SourceItem
-from avprep.recipes.common import open_text
+from avprep.recipes.common import on_disk, open_text
 from avprep.recipes.registry import Recipe
 
 LABELS = {"REAL": 0, "FAKE": 1}
@@ -44,7 +44,7 @@ def _item(part: str, name: str, entry: dict) -> SourceItem:
     if label not in LABELS:
         raise ValueError(f"{part}/metadata.json: {name} has label {entry.get('label')!r} (REAL or FAKE)")
     part_name = os.path.basename(os.path.normpath(part))
-    path = os.path.join(part, name)
+    path = on_disk(part, name)          # metadata.json's name in either Unicode normal form
     extra = {"part": part_name}
     if entry.get("original"):
         extra["original"] = f"{part_name}/{entry['original']}"

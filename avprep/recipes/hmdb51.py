@@ -15,8 +15,9 @@ import os
 import re
 
 from avprep.config import AudioConfig, BuildConfig, ClipConfig, ConfigError
+from avprep.fsio import visible_names
 from avprep.items import SourceItem
-from avprep.recipes.common import files_by_name, find_list_folder, read_lines, unlisted_item
+from avprep.recipes.common import files_by_name, find_list_folder, read_lines, rel_key, unlisted_item
 from avprep.recipes.registry import Recipe
 from avprep.recipes.ucf101 import Listed
 
@@ -27,8 +28,8 @@ _LIST = re.compile(r"^(?P<cls>.+)_test_split(?P<n>\d+)\.txt$")
 
 
 def read_split_lists(folder: str) -> tuple[list[str], dict[str, Listed]]:
-    """(sorted class names, {lower-case "<class>/<video>": Listed}) from the split files."""
-    found = sorted((m.group("cls"), int(m.group("n")), name) for name in os.listdir(folder)
+    """(sorted class names, {rel_key("<class>/<video>"): Listed}) from the split files."""
+    found = sorted((m.group("cls"), int(m.group("n")), name) for name in visible_names(folder)
                    if (m := _LIST.match(name)) and os.path.isfile(os.path.join(folder, name)))   # no FIFO
     classes = sorted({cls for cls, _, _ in found})
     index = {cls: i for i, cls in enumerate(classes)}
@@ -41,7 +42,7 @@ def read_split_lists(folder: str) -> tuple[list[str], dict[str, Listed]]:
                 raise ConfigError(f"{path}:{n}: expected `<video>.avi <tag>` with tag 0 (unused), 1 (train) "
                                   "or 2 (test)")
             rel = f"{cls}/{fields[0]}"
-            entry = listed.setdefault(rel.lower(), Listed(rel, index[cls],
+            entry = listed.setdefault(rel_key(rel), Listed(rel, index[cls],
                                                           dict.fromkeys(split_names, "unused")))
             entry.splits[str(split)] = TAGS[fields[1]]
     return classes, listed

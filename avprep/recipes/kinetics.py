@@ -17,6 +17,7 @@ import os
 import re
 
 from avprep.config import BuildConfig, ConfigError
+from avprep.fsio import visible_names
 from avprep.items import SourceItem
 from avprep.recipes.common import MediaIndex, open_text
 from avprep.recipes.registry import Recipe
@@ -31,7 +32,7 @@ def find_csvs(root: str) -> list[str]:
     """The annotation CSVs in `root`, leaving out a build's own tables (`--out` = `root`) and
     what is no regular file (reading a FIFO would wait for a writer forever)."""
     built_here = os.path.isfile(os.path.join(root, "plan.json"))
-    paths = (os.path.join(root, n) for n in os.listdir(root)
+    paths = (os.path.join(root, n) for n in visible_names(root)      # not macOS's `._train.csv`
              if n.endswith(".csv") and not (built_here and n in BUILD_CSVS))
     return sorted(p for p in paths if os.path.isfile(p))
 

@@ -1,7 +1,8 @@
 """LRS2 (mvlrs_v1): main/<video>/<5 digits>.{mp4,txt} and pretrain/<video>/<5 digits>.{mp4,txt}.
 
 Split lists train.txt, val.txt, test.txt (main) and pretrain.txt (pretrain) name the
-clips, one per line, by the first token (`<video>/<clip>`). A transcript's first line is
+clips, one per line, by the first token (`<video>/<clip>`; matched to files in either Unicode
+normal form, common.on_disk). A transcript's first line is
 `Text:  SOME WORDS`; pretrain transcripts add a `WORD START END ASDSCORE` table (line 5
 on), kept as `extra.words` ([word, start, end] in seconds).
 
@@ -18,7 +19,9 @@ import os
 import re
 
 from avprep.config import BuildConfig, ClipConfig, ConfigError, VideoConfig, with_crop
+from avprep.fsio import visible_names
 from avprep.items import SourceItem
+from avprep.recipes.common import on_disk
 from avprep.recipes.registry import Recipe
 
 SPLIT_SETS = {"train": "main", "val": "main", "test": "main", "pretrain": "pretrain"}
@@ -65,10 +68,10 @@ def _scanned_ids(folder: str) -> list[str]:
     if not os.path.isdir(folder):
         return []
     ids = set()
-    for video in os.listdir(folder):
+    for video in visible_names(folder):
         sub = os.path.join(folder, video)
         if os.path.isdir(sub):
-            ids.update(f"{video}/{n[:-4]}" for n in os.listdir(sub) if n.endswith((".mp4", ".txt")))
+            ids.update(f"{video}/{n[:-4]}" for n in visible_names(sub) if n.endswith((".mp4", ".txt")))
     return sorted(ids)
 
 
@@ -96,19 +99,19 @@ def prepare_lrs2(root: str, splits: tuple[str, ...] = ("pretrain", "train", "val
 
 
 def _item(data: str, subset: str, split: str | None, clip_id: str) -> SourceItem:
-    base = os.path.join(data, subset, *clip_id.split("/"))
+    video, text = (on_disk(os.path.join(data, subset), clip_id + ext) for ext in (".mp4", ".txt"))
     extra: dict = {"set": subset}
     failed = None
-    if os.path.isfile(base + ".txt"):
-        with open(base + ".txt", encoding="utf-8", errors="replace") as f:
+    if os.path.isfile(text):
+        with open(text, encoding="utf-8", errors="replace") as f:
             extra.update(parse_transcript(f.read()))
         if not extra.get("text"):
             failed = ("empty_transcript", f"{subset}/{clip_id}.txt has no transcript (its `Text:` line is "
                                           "empty or absent); not built")
     else:
         failed = ("no_transcript", f"{subset}/{clip_id}.txt is missing; not built")
-    missing = not os.path.lexists(base + ".mp4")      # a dangling symlink, a FIFO: failed with its reason
-    return SourceItem(path=base + ".mp4", source="lrs2", item_id=f"{subset}/{clip_id}", split=split,
+    missing = not os.path.lexists(video)      # a dangling symlink, a FIFO: failed with its reason
+    return SourceItem(path=video, source="lrs2", item_id=f"{subset}/{clip_id}", split=split,
                       extra=extra, missing=missing, failed=None if missing else failed)
 
 

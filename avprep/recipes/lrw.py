@@ -1,7 +1,8 @@
 """LRW (Lip Reading in the Wild): lipread_mp4/<WORD>/{train,val,test}/<WORD>_<5 digits>.mp4.
 
 Each clip has a .txt whose lines include `Duration: 0.53 seconds`, the spoken word's
-duration (the word is centred in the 1.16 s clip). Label = index of the word in sorted order.
+duration (the word is centred in the 1.16 s clip). Label = index of the word in sorted order
+(hidden folders such as `.ipynb_checkpoints` are no words).
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import re
 
 from avprep.config import BuildConfig, ClipConfig, VideoConfig, override, with_crop
+from avprep.fsio import visible_names
 from avprep.items import SourceItem
 from avprep.recipes.registry import Recipe
 
@@ -40,8 +42,8 @@ def prepare_lrw(root: str) -> list[SourceItem]:
     data = _data_dir(root)
     if not os.path.isdir(data):
         raise FileNotFoundError(f"LRW root not found: {root}")
-    words = sorted(w for w in os.listdir(data)
-                   if any(os.path.isdir(os.path.join(data, w, s)) for s in SPLITS))
+    words = [w for w in visible_names(data)           # `.ipynb_checkpoints/train` is no word
+             if any(os.path.isdir(os.path.join(data, w, s)) for s in SPLITS)]
     items = []
     for index, word in enumerate(words):
         for split in SPLITS:
@@ -56,7 +58,7 @@ def _folder_items(folder: str, word: str, index: int, split: str) -> list[Source
     """One item per clip file of one word's split folder (any case of `.mp4`; a second file
     of one stem, `X.mp4` and `X.MP4`, fails in the build as a duplicate_key), and a missing
     item per `.txt` without a clip."""
-    names = sorted(n for n in os.listdir(folder) if _NAME.match(n))
+    names = [n for n in visible_names(folder) if _NAME.match(n)]
     texts = {n[:-4]: n for n in names if n[-4:].lower() == ".txt"}
     videos = [n for n in names if n[-4:].lower() == ".mp4"]
     have = {n[:-4] for n in videos}

@@ -16,8 +16,9 @@ import re
 from dataclasses import dataclass
 
 from avprep.config import AudioConfig, BuildConfig, ClipConfig, ConfigError
+from avprep.fsio import visible_names
 from avprep.items import SourceItem
-from avprep.recipes.common import files_by_name, find_list_folder, read_lines, unlisted_item
+from avprep.recipes.common import files_by_name, find_list_folder, read_lines, rel_key, unlisted_item
 from avprep.recipes.registry import Recipe
 
 SOURCE = "ucf101"
@@ -47,20 +48,20 @@ def read_class_ind(path: str) -> list[str]:
 
 
 def read_split_lists(folder: str, classes: list[str]) -> dict[str, Listed]:
-    """{lower-case listed name: Listed} from every trainlistNN.txt / testlistNN.txt in `folder`."""
-    lists = sorted((int(m.group(2)), m.group(1).lower(), name) for name in os.listdir(folder)
+    """{rel_key(listed name): Listed} from every trainlistNN.txt / testlistNN.txt in `folder`."""
+    lists = sorted((int(m.group(2)), m.group(1).lower(), name) for name in visible_names(folder)
                    if (m := _LIST.match(name)) and os.path.isfile(os.path.join(folder, name)))   # no FIFO
     if not lists:
         raise ConfigError(f"{folder} holds no trainlist01.txt / testlist01.txt: give the {SPLITS_FOLDER}/ folder")
     split_names = sorted({str(split) for split, _, _ in lists}, key=int)
-    index = {name.lower(): i for i, name in enumerate(classes)}
+    index = {rel_key(name): i for i, name in enumerate(classes)}
     listed: dict[str, Listed] = {}
     for split, role, name in lists:
         path = os.path.join(folder, name)
         for n, fields in read_lines(path):
             rel = fields[0].replace("\\", "/")
             label = _label(path, n, rel, fields[1:], role, index, classes)
-            entry = listed.setdefault(rel.lower(), Listed(rel, label, dict.fromkeys(split_names, "unused")))
+            entry = listed.setdefault(rel_key(rel), Listed(rel, label, dict.fromkeys(split_names, "unused")))
             if entry.splits[str(split)] not in ("unused", role):
                 raise ConfigError(f"{path}:{n}: {rel} is in both the train and the test list of split {split}")
             entry.splits[str(split)] = role
@@ -71,10 +72,10 @@ def _label(path: str, n: int, rel: str, rest: list[str], role: str, index: dict[
            classes: list[str]) -> int:
     """The 0-based class of a listed file (its folder), checked against a train list's label."""
     folder = rel.split("/")[0]
-    if "/" not in rel or folder.lower() not in index:
+    if "/" not in rel or rel_key(folder) not in index:
         raise ConfigError(f"{path}:{n}: {rel} names class {folder!r}, which {CLASS_IND} does not list "
                           f"(is --splits the {SPLITS_FOLDER}/ folder of this corpus?)")
-    label = index[folder.lower()]
+    label = index[rel_key(folder)]
     if role == "train" and rest and rest[0] != str(label + 1):
         raise ConfigError(f"{path}:{n}: label {rest[0]} for {rel}, but {CLASS_IND} gives {classes[label]} "
                           f"index {label + 1}")
