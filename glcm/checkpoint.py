@@ -3,8 +3,9 @@
 A training checkpoint holds the whole model, the optimiser, the step, the config and
 the RNG states. An encoder file (`save_encoder`) holds one encoder and the model config.
 `load_encoder` accepts either and returns the encoder module ("audio", "global", "local").
-Every problem a user can cause (no such file, not a checkpoint, another architecture)
-is a `CheckpointError` whose message is one line saying what to do.
+Every problem a user can cause (no such file, not a checkpoint, another architecture, a
+saved config edited to a value `--set` would refuse) is a `CheckpointError` whose message
+is one line saying what to do.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ import torch
 from torch import nn
 
 from avprep import fsio
-from glcm.config import ConfigError, GLCMConfig, ModelConfig, from_dict, set_value
+from glcm.config import (ConfigError, FinetuneConfig, GLCMConfig, ModelConfig, from_dict, set_value, validate,
+                         validate_finetune, validate_model)
 from glcm.model import ENCODERS, GLCM, AudioEncoder, VisualEncoder
 
 CHECKPOINT_FORMAT = "glcm-checkpoint-1"
@@ -54,7 +56,35 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
                               "checkpoint.pt of a glcm run") from None
     if not isinstance(data, dict) or data.get("format") not in (CHECKPOINT_FORMAT, ENCODER_FORMAT):
         raise CheckpointError(f"{path} is not a GLCM checkpoint (no {CHECKPOINT_FORMAT!r} format tag)")
+    check_saved_config(data, path)
     return data
+
+
+def check_saved_config(data: dict, path: str | Path) -> None:
+    """A checkpoint's saved config passes the checks `--set` values get (known keys, types,
+    ranges, relations), or one CheckpointError line names the checkpoint and the value: an
+    edited file, or one from a glcm that had other fields, fails here and not as a
+    traceback (or a huge allocation) later."""
+    try:
+        if data["format"] == ENCODER_FORMAT:
+            model_config(data["model_config"])
+        else:
+            saved_config(data["config"])
+    except (KeyError, ConfigError) as exc:
+        why = f"no {exc.args[0]!r} entry" if isinstance(exc, KeyError) else str(exc)
+        raise CheckpointError(f"{path}: its saved config cannot be used ({why}); give a checkpoint that glcm "
+                              "wrote, unedited, with this version") from None
+
+
+def saved_config(config: Any) -> GLCMConfig:
+    """A checkpoint's `config` entry as a validated config: a FinetuneConfig when it has a
+    task section (glcm finetune; its list files need not be on this machine), else a
+    GLCMConfig. ConfigError for a value that `--set` would refuse."""
+    if not isinstance(config, dict):
+        raise ConfigError("the config is not an object of sections")
+    if isinstance(config.get("task"), dict):
+        return validate_finetune(from_dict(config, FinetuneConfig()), check_files=False)
+    return validate(from_dict(config))
 
 
 def _load_problem(exc: BaseException) -> str:
@@ -99,12 +129,9 @@ def require_pretraining(data: dict, path: str | Path, encoder_ok: bool = False, 
 
 def load_training(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict, GLCMConfig]:
     """A pretraining checkpoint and the config it was trained with."""
-    data = load(path, map_location)
+    data = load(path, map_location)       # its config is checked there
     require_pretraining(data, path)
-    try:
-        return data, from_dict(data["config"])
-    except (KeyError, ConfigError) as exc:
-        raise CheckpointError(f"{path}: its config cannot be read ({exc})") from None
+    return data, saved_config(data["config"])
 
 
 def load_weights(module: nn.Module, state: dict, path: str | Path) -> None:
@@ -146,10 +173,13 @@ def set_rng_state(state: dict) -> None:
 
 
 def model_config(data: dict) -> ModelConfig:
+    """An encoder file's model section as a validated ModelConfig (ConfigError if not)."""
+    if not isinstance(data, dict):
+        raise ConfigError("model_config is not an object of fields")
     cfg = GLCMConfig()
     for name, value in data.items():
         set_value(cfg, f"model.{name}", value)
-    return cfg.model
+    return validate_model(cfg.model)
 
 
 def check_encoder_name(name: str) -> None:

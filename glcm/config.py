@@ -333,6 +333,51 @@ FRACTIONS = ("data.flip_prob", "data.grey_prob", "train.min_lr_ratio")
 SEEDS = ("data.seed", "train.seed")         # numpy refuses negative seeds, torch those from 2**64
 MAX_SEED = 2**63 - 1
 
+# Upper bounds: far above what the paper, the authors' code or any preset uses (10-100x,
+# the value in brackets), so a typo (`model.width=100000`) is one line, not a terabyte
+# allocation traceback or an OOM kill minutes later. data.crop and data.resize_short: MAX_SIDE.
+MAXIMA = {
+    "model.width": 1024,                # [64] conv weights grow as width**2: 1024 is ~8e9 parameters
+    "model.local_width": 1024,          # [64; authors 8] as width
+    "model.audio_width": 1024,          # [64] as width
+    "model.n_mels": 1024,               # [80] mel bands (n_fft 400 has 201 frequency bins)
+    "model.mel_per_frame": 1000,        # [10] k = 16000 / (hop * fps): 1000 is hop 16 at 1 fps
+    "model.stem_kt": 31,                # [3; authors 1] temporal kernel, frames
+    "model.global_stride": 64,          # [4; authors 8] frames between global-path frames
+    "model.audio_steps_per_frame": 64,  # [3] audio window per visual step
+    "model.global_dim": 8192,           # [128; authors 512] projection size
+    "model.local_dim": 8192,            # [128; authors 64] projection size
+    "model.temperature": 100.0,         # [0.07; authors 1.0]
+    "loss.global_weight": 1000.0,       # [1.0]
+    "loss.local_weight": 1000.0,        # [1.0]
+    "data.frames": 1024,                # [32] a clip of 41 s at 25 fps; memory grows with it
+    "data.shuffle_buffer": 100000,      # [1000] samples held in memory per worker
+    "data.initial_buffer": 100000,      # [100] as shuffle_buffer
+    "data.workers": 256,                # [4] processes per rank
+    "data.skip_limit": 10**9,           # [1000] a count, no memory: any sane number
+    "data.batch_timeout": 86400.0,      # [600] seconds: a day
+    "train.steps": 10**9,               # [100000]
+    "train.epoch_batches": 10**9,       # [1000]
+    "train.batch_size": 4096,           # [32] per rank: the batch is allocated up front
+    "train.lr": 10.0,                   # [1e-3]
+    "train.weight_decay": 10.0,         # [0; usual 0.05]
+    "train.warmup_steps": 10**9,        # [500] as steps
+    "train.grad_clip": 1e6,             # [1.0] (0 turns it off)
+    "train.checkpoint_every": 10**9,    # [1000] steps
+    "train.log_every": 10**9,           # [10] steps
+    "train.plot_every": 10**9,          # [200] steps
+    "train.threads": 1024,              # [0: torch's default] CPU threads
+}
+MAX_BLOCKS = 64                         # [2] blocks per stage (ResNet-152 has 36)
+MAX_AUDIO_STRIDE = 16                   # [1, 2] temporal stride of one audio stage
+TASK_MAXIMA = {
+    "task.classes": 100000,             # [500 LRW; Kinetics 700]
+    "task.clips": 100,                  # [10] test clips of one video are stacked in one batch
+    "task.temporal_width": 4096,        # [256] channels of the temporal backend
+    "task.max_frames": 10000,           # [250] 400 s at 25 fps
+    "task.beam": 1024,                  # [8] CTC beam width
+}
+
 
 def _get(cfg: GLCMConfig, key: str) -> Any:
     section, name = key.split(".")
@@ -353,6 +398,14 @@ def _check_ranges(cfg: GLCMConfig) -> None:
     for key in SEEDS:
         if not 0 <= _get(cfg, key) <= MAX_SEED:
             raise ConfigError(f"{key} must be a whole number from 0 to 2**63 - 1, got {_get(cfg, key)}")
+    _check_maxima(cfg, MAXIMA)
+
+
+def _check_maxima(cfg: GLCMConfig, maxima: dict[str, float]) -> None:
+    for key, bound in maxima.items():
+        if _get(cfg, key) > bound:
+            raise ConfigError(f"{key} must be at most {bound:g} (far above any real run's value), "
+                              f"got {_get(cfg, key)}")
 
 
 MAX_SIDE = 1024       # largest crop / resize side (a 32-frame batch of 8 at 1024 px is 800 MB)
@@ -360,23 +413,10 @@ MAX_SIDE = 1024       # largest crop / resize side (a 32-frame batch of 8 at 102
 
 def validate(cfg: GLCMConfig) -> GLCMConfig:
     """Check choices, ranges and relations between fields; return `cfg`."""
-    for key, allowed in CHOICES.items():
-        if _get(cfg, key) not in allowed:
-            raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}, got {_get(cfg, key)!r}")
+    _check_choices(cfg, CHOICES)
     _check_ranges(cfg)
+    _check_model(cfg.model)
     m, d, loss = cfg.model, cfg.data, cfg.loss
-    for key, what in (("model.blocks", "blocks per stage"), ("model.audio_layer_strides", "one per audio stage")):
-        if len(_get(cfg, key)) != 4:
-            raise ConfigError(f"{key} needs 4 comma-separated entries ({what}), got {_listed(_get(cfg, key))}")
-    if m.blocks[0] < 1 or min(m.blocks) < 0:
-        raise ConfigError(f"model.blocks: stage 1 needs a block and counts cannot be negative, got {_listed(m.blocks)}")
-    if min(m.audio_layer_strides) < 1:
-        raise ConfigError(f"model.audio_layer_strides must be positive, got {_listed(m.audio_layer_strides)}")
-    if m.output_stride > 8 and 0 in m.blocks[2:]:
-        raise ConfigError(f"model.blocks {_listed(m.blocks)}: stages 3-4 may be left out (0) only with "
-                          f"model.output_stride 4 or 8, not {m.output_stride}")
-    if m.stem_kt % 2 == 0:
-        raise ConfigError(f"model.stem_kt must be odd (an even kernel would add a time step), got {m.stem_kt}")
     if d.frames % m.global_stride:
         raise ConfigError(f"data.frames must be a multiple of model.global_stride ({m.global_stride}), got {d.frames}")
     if d.crop % m.output_stride:
@@ -391,6 +431,43 @@ def validate(cfg: GLCMConfig) -> GLCMConfig:
         raise ConfigError("loss.global_weight and loss.local_weight are both 0: nothing would be learnt; "
                           "give one a positive weight")
     return cfg
+
+
+def validate_model(model: ModelConfig) -> ModelConfig:
+    """The checks of `validate` that concern the model section alone (an encoder file's
+    config: no data section to relate it to); return `model`."""
+    cfg = GLCMConfig(model=model)
+    _check_choices(cfg, CHOICES)
+    _check_ranges(cfg)          # the other sections are the defaults, which pass
+    _check_model(model)
+    return model
+
+
+def _check_choices(cfg: GLCMConfig, choices: dict[str, tuple]) -> None:
+    for key, allowed in choices.items():
+        if _get(cfg, key) not in allowed:
+            raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}, got {_get(cfg, key)!r}")
+
+
+def _check_model(m: ModelConfig) -> None:
+    """The model's list fields and the relations between its fields."""
+    for key, values, what in (("model.blocks", m.blocks, "blocks per stage"),
+                              ("model.audio_layer_strides", m.audio_layer_strides, "one per audio stage")):
+        if len(values) != 4:
+            raise ConfigError(f"{key} needs 4 comma-separated entries ({what}), got {_listed(values)}")
+    if m.blocks[0] < 1 or min(m.blocks) < 0:
+        raise ConfigError(f"model.blocks: stage 1 needs a block and counts cannot be negative, got {_listed(m.blocks)}")
+    if min(m.audio_layer_strides) < 1:
+        raise ConfigError(f"model.audio_layer_strides must be positive, got {_listed(m.audio_layer_strides)}")
+    for key, values, bound in (("model.blocks", m.blocks, MAX_BLOCKS),
+                               ("model.audio_layer_strides", m.audio_layer_strides, MAX_AUDIO_STRIDE)):
+        if max(values) > bound:
+            raise ConfigError(f"{key} entries must be at most {bound}, got {_listed(values)}")
+    if m.output_stride > 8 and 0 in m.blocks[2:]:
+        raise ConfigError(f"model.blocks {_listed(m.blocks)}: stages 3-4 may be left out (0) only with "
+                          f"model.output_stride 4 or 8, not {m.output_stride}")
+    if m.stem_kt % 2 == 0:
+        raise ConfigError(f"model.stem_kt must be odd (an even kernel would add a time step), got {m.stem_kt}")
 
 
 def _listed(values: tuple) -> str:
@@ -445,12 +522,12 @@ def finetune_preset(name: str | None) -> FinetuneConfig:
     return FinetuneConfig(model=base.model, loss=base.loss, data=base.data, train=base.train)
 
 
-def validate_finetune(cfg: FinetuneConfig) -> FinetuneConfig:
+def validate_finetune(cfg: FinetuneConfig, check_files: bool = True) -> FinetuneConfig:
+    """`validate`, then the task's fields; `check_files` False leaves out whether the DFDC
+    list files are there (a saved config read on another machine)."""
     validate(cfg)
     t = cfg.task
-    for key, allowed in TASK_CHOICES.items():
-        if _get(cfg, key) not in allowed:
-            raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}, got {_get(cfg, key)!r}")
+    _check_choices(cfg, TASK_CHOICES)
     if t.classes < 0 or t.classes == 1:
         raise ConfigError(f"task.classes must be 0 (the task's own count) or at least 2, got {t.classes}")
     if t.clips < 0:
@@ -458,25 +535,26 @@ def validate_finetune(cfg: FinetuneConfig) -> FinetuneConfig:
     for key in ("task.temporal_width", "task.max_frames", "task.beam"):
         if _get(cfg, key) < 1:
             raise ConfigError(f"{key} must be positive, got {_get(cfg, key)}")
+    _check_maxima(cfg, TASK_MAXIMA)
     if not (math.isfinite(t.dropout) and 0 <= t.dropout < 1):
         raise ConfigError(f"task.dropout must be in [0, 1), got {t.dropout}")
     if not t.init:
         raise ConfigError("--init: give a glcm checkpoint.pt (or an export-encoder file), or scratch")
-    validate_lists(t)
+    validate_lists(t, check_files)
     validate_input(t)
     return cfg
 
 
-def validate_lists(t: TaskConfig) -> None:
+def validate_lists(t: TaskConfig, check_files: bool = True) -> None:
     """DFDC's Chugh et al. list files: only for dfdc, and they must be files (checked before
-    the shards are scanned)."""
+    the shards are scanned; not when `check_files` is False)."""
     for key in ("task.train_list", "task.test_list"):
         path = getattr(t, key.split(".")[1])
         if not path:
             continue
         if TASKS[t.name].protocol != "lists":
             raise ConfigError(f"{key} is for dfdc (Chugh et al. lists); task {t.name} splits its samples otherwise")
-        if not Path(path).is_file():
+        if check_files and not Path(path).is_file():
             why = "a folder" if Path(path).is_dir() else "no such file"
             raise ConfigError(f"{key}: cannot read list {path} ({why}); give a Chugh et al. list file "
                               "(one <id>.dfdc_train_part_NN a line)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import tarfile
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,14 +58,15 @@ _PART = re.compile(r"dfdc_train_part_(\d+)$")
 
 def dfdc_key(name: str) -> tuple[int, str] | None:
     """(part number, video stem) of a DFDC item_id `dfdc_train_part_N/<id>.mp4` or a list
-    line `<id>[.mp4].dfdc_train_part_NN`; None if it is neither."""
+    line `<id>[.mp4].dfdc_train_part_NN`; None if it is neither. The stem is compared in
+    Unicode NFC (a list and a build on macOS may spell one name in two forms)."""
     if "/" in name:
         part, _, video = name.rpartition("/")
     else:
         video, _, part = name.rpartition(".")
     m = _PART.search(part)
     stem = video[:-4] if video.endswith(".mp4") else video
-    return (int(m.group(1)), stem) if m and stem else None
+    return (int(m.group(1)), unicodedata.normalize("NFC", stem)) if m and stem else None
 
 
 def read_list(path: str) -> frozenset:
