@@ -276,7 +276,6 @@ def decode_cut(window: Window, spec: ClipSpec, rng: np.random.Generator | None,
     return {"frames": frames, "mel": window.mel, "key": window.key, "start": window.start}
 
 
-
 # ---- pipeline stages --------------------------------------------------------------------
 
 class NoBatchError(RuntimeError):
