@@ -53,8 +53,10 @@ def main() -> None:
         if args.curves:
             shutil.copy(root / "run" / "curves.png", args.curves)
     for name, r in (("untrained", before), ("trained", after)):
-        r.pop("ious")
-        print(name, json.dumps({k: round(v, 3) for k, v in r.items()}))
+        # the scores; evaluate() also returns per-clip lists and maps, and the benchmark's own dict
+        scores = {k: round(v, 3) for k, v in r.items() if isinstance(v, (int, float))}
+        scores["benchmark"] = {k: round(v, 3) for k, v in r["benchmark"].items()}
+        print(name, json.dumps(scores))
     print(f"{time.time() - t0:.0f} s")
 
 
