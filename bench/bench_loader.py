@@ -55,17 +55,19 @@ def no_decode(buf, flags) -> np.ndarray | None:
     return np.empty(size if flags == cv2.IMREAD_GRAYSCALE else (*size, 3), np.uint8)
 
 
-def one_pass(data, shards: str, batches: int, seed: int, buffer: int) -> tuple[float, float, float]:
-    """(clips per CPU-second, clips per wall-second, nan: no worker's memory) after one warm-up batch."""
+def one_pass(data, shards: str, batches: int, seed: int, buffer: int) -> tuple[float, float, float, float]:
+    """(clips per CPU-second, clips per wall-second, nan: no worker's memory, KB read per
+    clip) after one warm-up batch."""
     cfg = GLCMConfig()
     cfg.data.shuffle_buffer, cfg.data.initial_buffer, cfg.data.seed = buffer, 5, seed
     spec = data.ClipSpec.from_config(cfg.data, cfg.model.mel_per_frame, cfg.model.n_mels)
     it = iter(data.make_dataset(shards, cfg.data, 32, spec, epoch_batches=batches + 1))
     next(it)
-    cpu, wall, n = time.process_time(), time.perf_counter(), 0
+    cpu, wall, read, n = time.process_time(), time.perf_counter(), bytes_read(os.getpid()), 0
     for batch in it:
         n += batch["frames"].shape[0]
-    return n / (time.process_time() - cpu), n / (time.perf_counter() - wall), float("nan")
+    kb = (bytes_read(os.getpid()) - read) / 1024 / n
+    return n / (time.process_time() - cpu), n / (time.perf_counter() - wall), float("nan"), kb
 
 
 def worker_cpu(pid: int) -> float:
@@ -75,6 +77,13 @@ def worker_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def bytes_read(pid: int) -> int:
+    """Bytes a process has read through read/pread calls (rchar, Linux /proc; from files,
+    page cache included, and pipes)."""
+    with open(f"/proc/{pid}/io") as f:
+        return int(next(line.split()[1] for line in f if line.startswith("rchar:")))
+
+
 def peak_rss_mb(pid: int) -> float:
     """A process's peak resident memory (VmHWM, Linux /proc), in MB."""
     with open(f"/proc/{pid}/status") as f:
@@ -82,10 +91,11 @@ def peak_rss_mb(pid: int) -> float:
     return int(kb) / 1024
 
 
-def one_worker_pass(data, shards: str, batches: int, seed: int, buffer: int) -> tuple[float, float, float]:
+def one_worker_pass(data, shards: str, batches: int, seed: int, buffer: int) -> tuple[float, float, float, float]:
     """As one_pass, through a real DataLoader with one worker process: clips per CPU-second
     of that worker (its batches reach this process, shared-memory transfer included),
-    clips per wall-second seen here, and the worker's peak resident memory in MB."""
+    clips per wall-second seen here, the worker's peak resident memory in MB and the KB
+    it read per clip."""
     cfg = GLCMConfig()
     cfg.data.shuffle_buffer, cfg.data.initial_buffer, cfg.data.seed, cfg.data.workers = buffer, 5, seed, 1
     spec = data.ClipSpec.from_config(cfg.data, cfg.model.mel_per_frame, cfg.model.n_mels)
@@ -93,12 +103,12 @@ def one_worker_pass(data, shards: str, batches: int, seed: int, buffer: int) -> 
     it = iter(loader)
     next(it)
     pid = it._workers[0].pid
-    cpu, wall, n = worker_cpu(pid), time.perf_counter(), 0
+    cpu, wall, read, n = worker_cpu(pid), time.perf_counter(), bytes_read(pid), 0
     for batch in it:
         n += batch["frames"].shape[0]
-    used, peak = worker_cpu(pid) - cpu, peak_rss_mb(pid)
+    used, peak, kb = worker_cpu(pid) - cpu, peak_rss_mb(pid), (bytes_read(pid) - read) / 1024 / n
     data.shutdown_loader(loader)
-    return n / used, n / (time.perf_counter() - wall), peak
+    return n / used, n / (time.perf_counter() - wall), peak, kb
 
 
 def main() -> None:
@@ -125,8 +135,9 @@ def main() -> None:
         for name in order:
             results[name].append(measure(versions[name], args.shards, args.batches, r, args.shuffle_buffer))
     for name, runs in results.items():
-        cpu, wall, peak = (np.array(column) for column in zip(*runs))
+        cpu, wall, peak, kb = (np.array(column) for column in zip(*runs))
         memory = f", worker's peak RSS {np.median(peak):.0f} MB" if args.workers else ""
+        memory += f", {np.median(kb):.0f} KB read a clip"
         print(f"{name:>8s}: {np.median(cpu):6.1f} clips per CPU-second (passes {min(cpu):.0f}-{max(cpu):.0f}), "
               f"{np.median(wall):6.1f} per wall-second (median of {len(runs)} passes of {args.batches} batches){memory}")
     if args.against:

@@ -5,8 +5,9 @@ sample passes the format's validator (`avprep.format.open_sample`: metadata, fra
 and the mel's .npy header are checked before anything is allocated from them). Nothing
 from a shard is ever unpickled. Per sample a random window of `frames` frames is chosen
 (temporal jitter) as it is read, before the shuffle buffer, which then holds only the
-window's JPEGs and its exact mel columns (`mel[:, k*s : k*(s+frames)]`); only those JPEGs
-are decoded (each checked against the stated size). One random crop / flip / grey-scale applies to the whole clip.
+window's JPEGs and its exact mel columns (`mel[:, k*s : k*(s+frames)]`); from a local tar
+file only those JPEGs are read, and only they are decoded (each checked against the stated
+size). One random crop / flip / grey-scale applies to the whole clip.
 Each frame's crop goes from the decoded JPEG straight into its clip's row of the batch.
 
 Training uses `wds.ResampledShards` with a fixed number of batches per worker per epoch,
@@ -235,8 +236,9 @@ def decode_sample(raw: dict, spec: ClipSpec, rng: np.random.Generator, out: np.n
 class Window:
     """A sample's training window, cut out before the shuffle buffer so that the buffer
     holds only what a clip needs: `sample` has the window's frames alone (its frame 0 is the
-    sample's frame `start`; the bytes are a copy, so the tar's other frames are freed) and
-    `mel` is the window's mel columns, float32, checked finite."""
+    sample's frame `start`; their bytes read from the tar file by range, or copied, so the
+    sample's other frames are never read or are freed) and `mel` is the window's mel
+    columns, float32, checked finite."""
     sample: Sample
     start: int
     mel: np.ndarray
@@ -258,7 +260,12 @@ def cut_window(raw: dict, spec: ClipSpec, rng: np.random.Generator) -> Window:
         raise SkipSample(exc.reason, exc.detail) from None
     offsets = meta.frame_offsets[start:start + spec.frames + 1]
     first = offsets[0]
-    jpegs = bytes(memoryview(sample.members[FRAMES])[first:offsets[-1]])
+    try:
+        jpegs = member_range(sample.members[FRAMES], first, offsets[-1])
+    except FormatError as exc:
+        raise SkipSample(exc.reason, exc.detail) from None
+    except OSError as exc:
+        raise SkipSample("shard_error", f"{type(exc).__name__}: {exc}") from None
     kept = dataclasses.replace(meta, num_frames=spec.frames, first_frame=meta.first_frame + start,
                                frame_offsets=[o - first for o in offsets])
     return Window(Sample(kept, {FRAMES: jpegs}, None), start, mel)
@@ -375,15 +382,17 @@ class SkipCounter:
 
 class ReadStage:
     """Pipeline stage: shards -> raw samples (the expected members only), one shard at a
-    time, so the counter learns how many samples each shard read gave."""
+    time, so the counter learns how many samples each shard read gave. `lazy`: members left
+    in a local tar file until they are read by range (see read_shard); only for a pipeline
+    whose next stages cut what they need at once (pretraining's CutStage)."""
 
-    def __init__(self, counter: SkipCounter):
-        self.counter = counter
+    def __init__(self, counter: SkipCounter, lazy: frozenset[str] = frozenset()):
+        self.counter, self.lazy = counter, lazy
 
     def __call__(self, src):
         for shard in src:
             n = 0
-            for sample in read_shard(shard["url"], self.counter.tar_error, self.counter.select):
+            for sample in read_shard(shard["url"], self.counter.tar_error, self.counter.select, self.lazy):
                 n += 1
                 yield sample
             self.counter.shard_done(shard["url"], n)
@@ -394,13 +403,17 @@ READ_ERRORS = (OSError, ValueError, EOFError, tarfile.TarError, zlib.error, lzma
 WDS_META_NAME = re.compile(r"__[^/]*__($|/)")       # webdataset's own files in a tar: never samples
 
 
-def read_shard(url: str, handler, select=is_member) -> Iterator[dict]:
+def read_shard(url: str, handler, select=is_member, lazy: frozenset[str] = frozenset()) -> Iterator[dict]:
     """The samples of one shard as webdataset makes them ({"__key__", "__url__", member:
     bytes}, the members `select(name)` accepts, grouped by key by webdataset). A local tar file is
     read with random access, each member's bytes in one read; webdataset's reader (tarfile's
     stream mode, which copies every member through 10 KB chunks: ~1 ms a 0.7 MB sample)
     reads the rest: commands' and URLs' streams, compressed tars. Errors go to `handler`,
-    the url last in their args, as in webdataset."""
+    the url last in their args, as in webdataset.
+
+    In a local tar file the members named in `lazy` (e.g. {"frames.mjpeg"}) are not read:
+    they come as `TarMember`s, read by range later (`member_range`), so that a reader that
+    needs 32 frames of 100 reads only those."""
     try:
         stream = wds.gopen(url)
     except READ_ERRORS as exc:
@@ -408,7 +421,7 @@ def read_shard(url: str, handler, select=is_member) -> Iterator[dict]:
         handler(exc)
         return iter(())
     if url != "-" and isinstance(stream, io.IOBase) and stream.seekable():     # not stdin: it is closed after
-        files = local_tar_files(stream, url, handler, select)
+        files = local_tar_files(stream, url, handler, select, lazy)
     else:
         files = stream_tar_files(stream, url, handler, select)
     return tariterators.group_by_keys(files, handler=handler)
@@ -419,10 +432,11 @@ def stream_tar_files(stream, url: str, handler, select) -> Iterator[dict]:
     return tariterators.tar_file_expander([{"url": url, "stream": stream}], handler=handler, select_files=select)
 
 
-def local_tar_files(stream, url: str, handler, select) -> Iterator[dict]:
+def local_tar_files(stream, url: str, handler, select, lazy: frozenset[str] = frozenset()) -> Iterator[dict]:
     """As stream_tar_files, for a seekable plain tar file: the same members and names,
-    each member read at once. A file that does not open as a plain tar goes through
-    stream_tar_files (which opens compressed tars, or reports the error as before)."""
+    each member read at once, or left in the file as a TarMember when its suffix is in
+    `lazy`. A file that does not open as a plain tar goes through stream_tar_files (which
+    opens compressed tars, or reports the error as before)."""
     with stream:
         try:
             tar = tarfile.open(fileobj=BoundedFile(stream), mode="r:")
@@ -430,15 +444,55 @@ def local_tar_files(stream, url: str, handler, select) -> Iterator[dict]:
             stream.seek(0)
             yield from stream_tar_files(stream, url, handler, select)
             return
+        shared = SharedFd(os.dup(stream.fileno())) if lazy else None
         try:
             while (info := tar.next()) is not None:
                 tar.members = []                        # keep no list of the members read
                 if not info.isreg() or WDS_META_NAME.match(info.name) or not select(info.name):
                     continue
-                yield {"fname": info.name, "data": tar.extractfile(info).read(), "__url__": url}
+                if shared is not None and member_suffix(info.name)[1:] in lazy:
+                    data = TarMember(shared, info.offset_data, info.size)
+                else:
+                    data = tar.extractfile(info).read()
+                yield {"fname": info.name, "data": data, "__url__": url}
         except READ_ERRORS as exc:
             exc.args += (url,)
             handler(exc)
+
+
+class SharedFd:
+    """A file descriptor closed when the last object holding it is gone (TarMembers outlive
+    the reading of their shard: a sample is grouped after the next one's first header)."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def __del__(self):
+        os.close(self.fd)
+
+
+class TarMember:
+    """A tar member's data left in its file: `len()` is the size its header gives, and
+    `read(start, end)` reads that range of it (FormatError `truncated` when the file ends
+    first)."""
+    __slots__ = ("file", "offset", "size")
+
+    def __init__(self, file: SharedFd, offset: int, size: int):
+        self.file, self.offset, self.size = file, offset, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self, start: int, end: int) -> bytes:
+        data = os.pread(self.file.fd, end - start, self.offset + start)
+        if len(data) != end - start:
+            raise FormatError("truncated", f"the tar file ends inside the member (bytes {start}-{end} of {self.size})")
+        return data
+
+
+def member_range(member, start: int, end: int) -> bytes:
+    """Bytes [start, end) of a member: read from its file (a TarMember) or copied."""
+    return member.read(start, end) if isinstance(member, TarMember) else bytes(memoryview(member)[start:end])
 
 
 class BoundedFile:
@@ -710,7 +764,7 @@ def make_dataset(urls: str | list[str], cfg: DataConfig, batch_size: int, spec: 
     in_rows = decode is None or getattr(decode, "fills_rows", False)
     rows = BatchRows(batch_size, (spec.frames, spec.crop, spec.crop, 3)) if in_rows else None
     stages = source + [
-        ReadStage(counter),
+        ReadStage(counter, frozenset({FRAMES}) if decode is None else frozenset()),   # CutStage reads the window
         *([SelectStage(select, counter)] if select is not None else []),
         *([CutStage(spec, counter, seed)] if decode is None else []),
         ShuffleStage(cfg.shuffle_buffer, cfg.initial_buffer, seed),

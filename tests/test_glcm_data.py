@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import pickle
 import tarfile
 
@@ -105,6 +106,33 @@ def test_the_shuffle_buffer_holds_only_the_window():
     np.testing.assert_array_equal(window.mel[3], np.arange(K * s, K * (s + 32)))
     levels = [window.sample.frame(i).mean() for i in (0, 31)]
     np.testing.assert_allclose(levels, [grey_level(s), grey_level(s + 31)], atol=2)
+
+
+def test_a_local_tar_gives_only_the_window_s_bytes_read_by_range(tmp_path):
+    # frames stay in the file (TarMember) until the cut reads the window: same window as
+    # from the bytes; a tar that ends inside the member is a `truncated` skip, and no file
+    # descriptor outlives the samples
+    path = write(tmp_path / "s.tar", [sample("a", t=100, h=16, w=16)])
+    (raw,) = gdata.read_shard(path, pytest.fail, lazy=frozenset({gdata.FRAMES}))
+    assert isinstance(raw[gdata.FRAMES], gdata.TarMember)
+    (eager,) = gdata.read_shard(path, pytest.fail)
+    lazy_window = gdata.cut_window(raw, SPEC, np.random.default_rng(7))
+    window = gdata.cut_window(eager, SPEC, np.random.default_rng(7))
+    assert lazy_window.sample.members == window.sample.members and lazy_window.start == window.start
+    fds = len(os.listdir("/proc/self/fd"))
+    del raw
+    assert len(os.listdir("/proc/self/fd")) == fds - 1
+    cut = tmp_path / "cut.tar"
+    with tarfile.open(cut, "w") as tar:                        # frames last, then cut short
+        for member in ("json", "mel.npy", gdata.FRAMES):
+            info = tarfile.TarInfo(f"a.{member}")
+            info.size = len(eager[member])
+            tar.addfile(info, io.BytesIO(eager[member]))
+    data = cut.read_bytes()
+    cut.write_bytes(data[:data.index(b"\xff\xd9") + 2])        # ends after the first JPEG
+    (raw,) = gdata.read_shard(str(cut), lambda exc: True, lazy=frozenset({gdata.FRAMES}))
+    with pytest.raises(gdata.SkipSample, match="truncated"):
+        gdata.cut_window(raw, SPEC, np.random.default_rng(7))
 
 
 @pytest.mark.parametrize("stage", ["select", "cut"])
