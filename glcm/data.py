@@ -462,10 +462,11 @@ def local_tar_files(stream, url: str, handler, select, lazy: frozenset[str] = fr
 
 class SharedFd:
     """A file descriptor closed when the last object holding it is gone (TarMembers outlive
-    the reading of their shard: a sample is grouped after the next one's first header)."""
+    the reading of their shard: a sample is grouped after the next one's first header),
+    and the file's size."""
 
     def __init__(self, fd: int):
-        self.fd = fd
+        self.fd, self.size = fd, os.fstat(fd).st_size
 
     def __del__(self):
         os.close(self.fd)
@@ -484,6 +485,10 @@ class TarMember:
         return self.size
 
     def read(self, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the member; a range past the file's end is refused before
+        anything is allocated for it (a header may claim any size)."""
+        if self.offset + end > self.file.size:
+            raise FormatError("truncated", f"the tar file ends inside the member (bytes {start}-{end} of {self.size})")
         data = os.pread(self.file.fd, end - start, self.offset + start)
         if len(data) != end - start:
             raise FormatError("truncated", f"the tar file ends inside the member (bytes {start}-{end} of {self.size})")

@@ -133,6 +133,9 @@ def test_a_local_tar_gives_only_the_window_s_bytes_read_by_range(tmp_path):
     (raw,) = gdata.read_shard(str(cut), lambda exc: True, lazy=frozenset({gdata.FRAMES}))
     with pytest.raises(gdata.SkipSample, match="truncated"):
         gdata.cut_window(raw, SPEC, np.random.default_rng(7))
+    huge = gdata.TarMember(raw[gdata.FRAMES].file, 0, 2**40)     # a header's claim: nothing allocated
+    with pytest.raises(gdata.FormatError, match="ends inside"):
+        huge.read(0, 2**40)
 
 
 @pytest.mark.parametrize("stage", ["select", "cut"])
