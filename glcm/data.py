@@ -254,13 +254,10 @@ def cut_window(raw: dict, spec: ClipSpec, rng: np.random.Generator) -> Window:
     sample = open_checked(raw, spec)
     meta = sample.meta
     start = choose_start(meta.num_frames, spec.frames, spec.jitter, rng)
-    try:
-        mel = sample.mel_window(start, spec.frames)
-    except FormatError as exc:
-        raise SkipSample(exc.reason, exc.detail) from None
     offsets = meta.frame_offsets[start:start + spec.frames + 1]
     first = offsets[0]
     try:
+        mel = sample.mel_window(start, spec.frames)
         jpegs = member_range(sample.members[FRAMES], first, offsets[-1])
     except FormatError as exc:
         raise SkipSample(exc.reason, exc.detail) from None
@@ -444,13 +441,13 @@ def local_tar_files(stream, url: str, handler, select, lazy: frozenset[str] = fr
             stream.seek(0)
             yield from stream_tar_files(stream, url, handler, select)
             return
-        shared = SharedFd(os.dup(stream.fileno())) if lazy else None
+        shared = SharedFd(stream) if lazy else None
         try:
             while (info := tar.next()) is not None:
                 tar.members = []                        # keep no list of the members read
                 if not info.isreg() or WDS_META_NAME.match(info.name) or not select(info.name):
                     continue
-                if shared is not None and member_suffix(info.name)[1:] in lazy:
+                if shared is not None and tariterators.base_plus_ext(info.name)[1] in lazy:
                     data = TarMember(shared, info.offset_data, info.size)
                 else:
                     data = tar.extractfile(info).read()
@@ -461,12 +458,13 @@ def local_tar_files(stream, url: str, handler, select, lazy: frozenset[str] = fr
 
 
 class SharedFd:
-    """A file descriptor closed when the last object holding it is gone (TarMembers outlive
-    the reading of their shard: a sample is grouped after the next one's first header),
-    and the file's size."""
+    """A copy of an open file's descriptor, closed when the last object holding it is gone
+    (TarMembers outlive the reading of their shard: a sample is grouped after the next
+    one's first header), and the file's size."""
 
-    def __init__(self, fd: int):
-        self.fd, self.size = fd, os.fstat(fd).st_size
+    def __init__(self, stream):
+        self.size = os.fstat(stream.fileno()).st_size
+        self.fd = os.dup(stream.fileno())
 
     def __del__(self):
         os.close(self.fd)
@@ -487,12 +485,11 @@ class TarMember:
     def read(self, start: int, end: int) -> bytes:
         """Bytes [start, end) of the member; a range past the file's end is refused before
         anything is allocated for it (a header may claim any size)."""
-        if self.offset + end > self.file.size:
-            raise FormatError("truncated", f"the tar file ends inside the member (bytes {start}-{end} of {self.size})")
-        data = os.pread(self.file.fd, end - start, self.offset + start)
-        if len(data) != end - start:
-            raise FormatError("truncated", f"the tar file ends inside the member (bytes {start}-{end} of {self.size})")
-        return data
+        if self.offset + end <= self.file.size:
+            data = os.pread(self.file.fd, end - start, self.offset + start)
+            if len(data) == end - start:
+                return data
+        raise FormatError("truncated", f"the tar file ends inside the member (bytes {start}-{end} of {self.size})")
 
 
 def member_range(member, start: int, end: int) -> bytes:
@@ -766,12 +763,13 @@ def make_dataset(urls: str | list[str], cfg: DataConfig, batch_size: int, spec: 
     else:
         source = [wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker]
     # pretraining's clips, and a `decode` with `fills_rows` (finetuning's video), are decoded into their batch's rows
-    in_rows = decode is None or getattr(decode, "fills_rows", False)
+    pretraining = decode is None
+    in_rows = pretraining or getattr(decode, "fills_rows", False)
     rows = BatchRows(batch_size, (spec.frames, spec.crop, spec.crop, 3)) if in_rows else None
     stages = source + [
-        ReadStage(counter, frozenset({FRAMES}) if decode is None else frozenset()),   # CutStage reads the window
+        ReadStage(counter, frozenset({FRAMES}) if pretraining else frozenset()),   # CutStage reads the window
         *([SelectStage(select, counter)] if select is not None else []),
-        *([CutStage(spec, counter, seed)] if decode is None else []),
+        *([CutStage(spec, counter, seed)] if pretraining else []),
         ShuffleStage(cfg.shuffle_buffer, cfg.initial_buffer, seed),
         DecodeStage(spec, counter, seed, decode, rows),
         BatchStage(batch_size, counter, rows),
