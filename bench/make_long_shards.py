@@ -19,19 +19,26 @@ import webdataset as wds
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avprep.format import FRAMES, MEL, MEL_DTYPE, open_sample  # noqa: E402
+from avprep.format import FRAMES, MEL, MEL_DTYPE, FormatError, open_sample  # noqa: E402
 from glcm.data import read_shard  # noqa: E402
 
 
 def first_sample(tar: str) -> dict:
+    """The first sample of `tar`; SystemExit with one line when there is none."""
     def stop(exc: Exception) -> bool:
-        raise exc
-    return next(iter(read_shard(tar, stop)))
+        raise SystemExit(f"error: {tar}: cannot be read ({type(exc).__name__}: {getattr(exc, 'strerror', None) or exc.args[0]})")
+    raw = next(iter(read_shard(tar, stop)), None)
+    if raw is None:
+        raise SystemExit(f"error: {tar} holds no sample: give an avprep shard")
+    return raw
 
 
 def long_sample(raw: dict, frames: int) -> tuple[dict, bytes, bytes]:
     """(metadata dict, frames member, mel member) with the sample's frames repeated to `frames`."""
-    sample = open_sample(raw, require_video=True, require_audio=True)
+    try:
+        sample = open_sample(raw, require_video=True, require_audio=True)
+    except FormatError as exc:
+        raise SystemExit(f"error: the first sample cannot be used ({exc}): give an audio-visual avprep shard") from None
     meta = sample.meta
     jpegs = [bytes(memoryview(raw[FRAMES])[meta.frame_offsets[i]:meta.frame_offsets[i + 1]])
              for i in range(meta.num_frames)]
