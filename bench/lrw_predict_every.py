@@ -37,9 +37,12 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=2, help="clips cut from each GRID video, per size")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    values = [int(v) for v in args.values.split(",")]
+    try:
+        values = [int(v) for v in args.values.split(",")]
+    except ValueError:
+        values = [0]
     if min(values) < 1:
-        raise SystemExit("error: --values must be whole numbers >= 1")
+        raise SystemExit(f"error: --values must be comma-separated whole numbers >= 1, got {args.values!r}")
     cv2.setNumThreads(1)
     base = RECIPES["lrw"].config({})
     cfgs = {n: dataclasses.replace(base, crop=dataclasses.replace(base.crop, predict_every=n)) for n in values}
