@@ -68,7 +68,7 @@ def main() -> None:
         for word in sorted(cost[n]):
             d = np.concatenate(dev[n][word]) * 100
             ratio = np.median(np.array(cost[first][word]) / np.array(cost[n][word]))
-            print(f"  {lrw.SIZES[word][0]:>14s}: {np.median(cost[n][word]) * 1e3:4.0f} ms a clip "
+            print(f"  {lrw.SIZES[word][0]:>14s}: {np.median(cost[n][word]) * 1e3:4.0f} ms a clip (mean {np.mean(cost[n][word]) * 1e3:.0f}) "
                   f"({ratio:.3f}x as fast as {first}), lip-centre deviation median {np.median(d):.3f} %, "
                   f"p90 {np.percentile(d, 90):.3f} %, max {d.max():.2f} % of the crop width")
 
