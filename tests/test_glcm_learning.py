@@ -53,10 +53,10 @@ def test_local_path_tells_aligned_from_shifted_audio(result):
 def test_attention_points_at_the_sounding_object(result):
     before, after, _ = result
     # chance: one object in three; the untrained map points nowhere in particular
-    assert after["pointing"] >= 0.75 and after["pointing"] >= before["pointing"] + 0.5
+    assert after["pointing"] >= 0.8 and after["pointing"] >= before["pointing"] + 0.5
     # Bounds that hold for every data seed measured (docs/glcm.md, "Learning test": over 10
     # runs of 300 steps, pointing 0.84-0.97, cIoU mean 0.45-0.57, share of clips with
     # cIoU >= 0.5 0.34-0.84; untrained 0.00 / 0.04 / 0.00). The brief's "cIoU >= 0.5 on
     # most held-out clips" holds on 6 of those 10 runs only, so it is reported, not asserted.
-    assert after["ciou_at_0.5"] >= 0.25 and after["ciou_mean"] >= 0.4
-    assert after["ciou_mean"] > before["ciou_mean"] + 0.3
+    assert after["ciou_at_0.5"] >= 0.3 and after["ciou_mean"] >= 0.42
+    assert after["ciou_mean"] > before["ciou_mean"] + 0.35
