@@ -123,6 +123,8 @@ def main() -> None:
     ap.add_argument("--no-decode", action="store_true",
                     help="JPEGs are not decoded (frames only allocated): the loader's overhead alone")
     args = ap.parse_args()
+    if args.shuffle_buffer < 1 or args.batches < 1 or args.repeat < 1:
+        ap.error("--shuffle-buffer, --batches and --repeat must be at least 1")
     if args.no_decode:
         cv2.imdecode = no_decode                 # DataLoader workers are forked: they inherit it
     measure = one_worker_pass if args.workers else one_pass
@@ -148,4 +150,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except current.NoBatchError as exc:
+        raise SystemExit(f"error: {exc}: give --shards avprep shards that hold audio-visual samples") from None
